@@ -5,6 +5,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 set +u; . scripts/env.sh; set -u
+# One build at a time in this workspace (several shells or agents may call this at once).
+exec 9>"$ROOT/.build.lock"
+flock 9
 want=$( (ls -d pi07_*/ ; find pi07_* colcon.meta -name package.xml -o -name setup.py -o -name setup.cfg \
   -o -name CMakeLists.txt -o -name '*.msg' -o -name '*.srv' -o -name '*.action' -o -name colcon.meta \
   -o -path '*/config/*' -o -path '*/launch/*' | sort | xargs sha256sum) | sha256sum | cut -c1-16)-${PI07_ROS_FROM}
