@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 MODES = ('localhost', 'shm', 'system')
 DOMAIN_RANGE = (10, 200)  # Fast DDS allows 0..232 on Linux; avoid 0, the domain everything else defaults to.
