@@ -1,0 +1,1 @@
+"""Building blocks shared by the VLA and the high-level decoder."""

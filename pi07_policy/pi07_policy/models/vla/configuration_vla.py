@@ -1,0 +1,138 @@
+"""VLA configuration: frozen dataclasses (openpi style), with presets `tiny`, `small` and `pi05`.
+
+The backbone (SigLIP-style vision encoder + Gemma-style decoder) and the action expert (a narrower Gemma with
+the same depth, heads and head size, so that the two share one attention per layer as in pi0) are described by
+plain dataclasses that convert to transformers' `SiglipVisionConfig` / `GemmaConfig`, so a real PaliGemma /
+pi0.5 checkpoint's dimensions can be written down here and its weights mapped in by name.
+
+Decoder vocabulary = text tokens [0, text_vocab_size) + FAST action tokens [text_vocab_size, +fast_vocab_size)
++ FAST end-of-actions + FAST begin-of-actions (PaliGemma/pi0-FAST likewise put FAST tokens in the LM vocabulary).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..common.vision import VisionConfig
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    hidden_size: int = 192
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 1
+    head_dim: int = 48
+    intermediate_size: int = 768
+    rope_theta: float = 10000.0
+
+    def to_transformers(self, vocab_size: int):
+        from transformers import GemmaConfig
+        return GemmaConfig(vocab_size=vocab_size, hidden_size=self.hidden_size,
+                           intermediate_size=self.intermediate_size, num_hidden_layers=self.num_layers,
+                           num_attention_heads=self.num_heads, num_key_value_heads=self.num_kv_heads,
+                           head_dim=self.head_dim, rope_theta=self.rope_theta)
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """The action expert: its own width and MLP; depth, heads and head_dim are the decoder's (shared attention)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 512
+
+
+@dataclass(frozen=True)
+class PromptDropout:
+    """Training-time probability that each prompt component is removed from a sample (pi0.7: any subset of the
+    prompt works at inference). Cameras: each camera beyond the first is dropped with `extra_camera`."""
+
+    task: float = 0.05
+    subtask: float = 0.3
+    metadata: float = 0.3
+    subgoal: float = 0.4
+    memory: float = 0.3
+    extra_camera: float = 0.1
+
+
+@dataclass(frozen=True)
+class VLAConfig:
+    model_type: str = 'pi07_vla'
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    text_vocab_size: int = 1024
+    fast_vocab_size: int = 512
+    # prompt layout
+    max_cameras: int = 3
+    max_memory_frames: int = 6
+    memory_image_size: int = 48          # past frames are encoded smaller ...
+    memory_tokens_per_frame: int = 4     # ... and pooled to this many tokens (a square: 1, 4, 9, ...)
+    max_text_tokens: int = 48
+    max_fast_tokens: int = 96
+    # robot interface (the model's padded dimensions; per-robot dimensions live in processing)
+    state_dim: int = 14
+    action_dim: int = 14
+    action_horizon: int = 50
+    # flow matching (openpi convention: x_t = t * noise + (1 - t) * actions, t: 1 -> 0 when sampling)
+    num_flow_steps: int = 10
+    time_beta_alpha: float = 1.5
+    time_beta_beta: float = 1.0
+    # Knowledge Insulation: the backbone learns from FAST tokens; the flow loss does not reach it.
+    knowledge_insulation: bool = True
+    fast_loss_weight: float = 1.0
+    flow_loss_weight: float = 1.0
+    dropout: PromptDropout = field(default_factory=PromptDropout)
+
+    @property
+    def fast_offset(self) -> int:
+        return self.text_vocab_size
+
+    @property
+    def fast_eos_id(self) -> int:      # id within the FAST sub-vocabulary
+        return self.fast_vocab_size
+
+    @property
+    def fast_bos_token(self) -> int:   # id in the full vocabulary
+        return self.text_vocab_size + self.fast_vocab_size + 1
+
+    @property
+    def vocab_size(self) -> int:
+        return self.text_vocab_size + self.fast_vocab_size + 2
+
+    def __post_init__(self):
+        if self.decoder.num_heads % self.decoder.num_kv_heads:
+            raise ValueError('decoder.num_heads must be a multiple of num_kv_heads')
+        side = round(self.memory_tokens_per_frame ** 0.5)
+        if side * side != self.memory_tokens_per_frame:
+            raise ValueError('memory_tokens_per_frame must be a square (1, 4, 9, ...)')
+
+
+def tiny(**overrides) -> VLAConfig:
+    """~5M parameters: tests and the CPU benchmark."""
+    return replace(VLAConfig(), **overrides)
+
+
+def small(**overrides) -> VLAConfig:
+    """~40M parameters: demos on CPU."""
+    cfg = VLAConfig(vision=VisionConfig(hidden_size=256, intermediate_size=1024, num_layers=6, num_heads=4),
+                    decoder=DecoderConfig(hidden_size=384, num_layers=8, num_heads=6, num_kv_heads=1, head_dim=64,
+                                          intermediate_size=2048),
+                    expert=ExpertConfig(hidden_size=256, intermediate_size=1024),
+                    text_vocab_size=4096, fast_vocab_size=1024)
+    return replace(cfg, **overrides)
+
+
+def pi05(**overrides) -> VLAConfig:
+    """The real pi0.5 dimensions: PaliGemma-2B-style backbone (SigLIP So400m/14 at 224 px + Gemma 2B, 257152-token
+    vocabulary) and a Gemma-300M action expert with adaRMS. ~3.3B parameters; build it on the meta device."""
+    cfg = VLAConfig(vision=VisionConfig(image_size=224, patch_size=14, hidden_size=1152, intermediate_size=4304,
+                                        num_layers=27, num_heads=16),
+                    decoder=DecoderConfig(hidden_size=2048, num_layers=18, num_heads=8, num_kv_heads=1, head_dim=256,
+                                          intermediate_size=16384),
+                    expert=ExpertConfig(hidden_size=1024, intermediate_size=4096),
+                    text_vocab_size=257152 - 2048 - 2, fast_vocab_size=2048, memory_image_size=112,
+                    max_text_tokens=200, max_fast_tokens=256, state_dim=32, action_dim=32)
+    return replace(cfg, **overrides)
+
+
+PRESETS = {'tiny': tiny, 'small': small, 'pi05': pi05}

@@ -1,0 +1,339 @@
+"""The pi07 VLA: a vision-language backbone and a flow-matching action expert that share attention (pi0),
+with adaRMS time conditioning (pi0.5), FAST-token prediction and Knowledge Insulation (pi0.5-KI).
+
+Token layout (B = batch, D = decoder width, E = expert width, H = action horizon, A = action dim):
+
+    prefix  = [camera images | subgoal images | memory frames (few tokens each) | text | state]   (B, Lp, D)
+    fast    = [<boa> f1 .. fn]  FAST tokens of the target chunk, training only                   (B, F, D)
+    suffix  = noisy action chunk, one token per time step                                         (B, H, E)
+
+Attention: the prefix is bidirectional within itself; FAST tokens are causal and see the prefix; the suffix
+sees the prefix and itself (bidirectional), never the FAST tokens. Because nothing in the prefix looks at the
+suffix, the prefix is run once by the backbone and its per-layer keys/values are the KV cache that every
+denoising step of the expert reads (`encode_prefix` once, then `predict_velocity` ~10 times).
+
+Knowledge Insulation: the expert reads the cached keys/values through `detach()`, so the flow-matching loss
+trains the expert only; the backbone learns from the FAST cross-entropy.
+
+Every prompt component may be absent: masks mark valid tokens, positions are the running count of valid
+tokens, and in training whole components are dropped at random (config.dropout).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..common.layers import (
+    AdaRMSNorm,
+    AttentionProjections,
+    GemmaMLP,
+    RMSNorm,
+    attention,
+    rotary_cos_sin,
+    sinusoidal_embedding,
+)
+from ..common.vision import VisionEncoder
+from .configuration_vla import VLAConfig
+
+# text segments (processing marks each text token with the component it belongs to)
+SEGMENT_TASK, SEGMENT_SUBTASK, SEGMENT_METADATA = 0, 1, 2
+
+
+class DecoderLayer(nn.Module):
+    """A Gemma layer of the backbone."""
+
+    def __init__(self, cfg: VLAConfig):
+        super().__init__()
+        d = cfg.decoder
+        self.input_layernorm = RMSNorm(d.hidden_size)
+        self.self_attn = AttentionProjections(d.hidden_size, d.num_heads, d.num_kv_heads, d.head_dim)
+        self.post_attention_layernorm = RMSNorm(d.hidden_size)
+        self.mlp = GemmaMLP(d.hidden_size, d.intermediate_size)
+
+    def forward(self, x, cos, sin, mask, past_kv=None):
+        # x (B, T, D) -> x (B, T, D), (k, v) of all T (+ past) keys for caching
+        q, k, v = self.self_attn.qkv(self.input_layernorm(x), cos, sin)
+        if past_kv is not None:
+            k, v = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+        x = x + self.self_attn.out(attention(q, k, v, mask))
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x, (k, v)
+
+
+class ExpertLayer(nn.Module):
+    """A Gemma layer of the action expert: adaRMS norms conditioned on flow time; its queries attend to the
+    backbone's keys/values of the same layer (the prefix) and to its own."""
+
+    def __init__(self, cfg: VLAConfig):
+        super().__init__()
+        d, e = cfg.decoder, cfg.expert
+        self.input_layernorm = AdaRMSNorm(e.hidden_size, e.hidden_size)
+        self.self_attn = AttentionProjections(e.hidden_size, d.num_heads, d.num_kv_heads, d.head_dim)
+        self.post_attention_layernorm = AdaRMSNorm(e.hidden_size, e.hidden_size)
+        self.mlp = GemmaMLP(e.hidden_size, e.intermediate_size)
+
+    def forward(self, x, cond, cos, sin, mask, prefix_k, prefix_v):
+        # x (B, H, E), cond (B, E), prefix_k/v (B, nkv, Lp, hd) -> (B, H, E)
+        h, gate = self.input_layernorm(x, cond)
+        q, k, v = self.self_attn.qkv(h, cos, sin)
+        k, v = torch.cat([prefix_k, k], dim=2), torch.cat([prefix_v, v], dim=2)
+        x = x + gate * self.self_attn.out(attention(q, k, v, mask))
+        h, gate = self.post_attention_layernorm(x, cond)
+        return x + gate * self.mlp(h)
+
+
+@dataclass
+class PrefixCache:
+    """What the expert needs from the backbone: per-layer prefix keys/values, which prefix tokens are valid, and
+    where the suffix positions start."""
+
+    keys: list[torch.Tensor]        # per layer (B, nkv, Lp, hd)
+    values: list[torch.Tensor]
+    mask: torch.Tensor              # (B, Lp) bool
+    next_position: torch.Tensor     # (B,) number of valid prefix tokens
+
+    def detached(self) -> PrefixCache:
+        return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
+                           self.next_position)
+
+
+class VLAModel(nn.Module):
+    def __init__(self, config: VLAConfig):
+        super().__init__()
+        self.config = config
+        d, e = config.decoder.hidden_size, config.expert.hidden_size
+        # --- backbone
+        self.vision = VisionEncoder(config.vision, d)
+        self.embed_tokens = nn.Embedding(config.vocab_size, d)
+        self.camera_embed = nn.Parameter(torch.zeros(config.max_cameras, d))       # which camera
+        self.role_embed = nn.Parameter(torch.zeros(3, d))                          # current / subgoal / memory
+        self.memory_time_embed = nn.Parameter(torch.zeros(config.max_memory_frames, d))  # how long ago
+        self.state_proj = nn.Linear(config.state_dim, d)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder.num_layers))
+        self.norm = RMSNorm(d)
+        # --- action expert
+        self.action_in_proj = nn.Linear(config.action_dim, e)
+        self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e), nn.SiLU())
+        self.expert_layers = nn.ModuleList(ExpertLayer(config) for _ in range(config.decoder.num_layers))
+        self.expert_norm = AdaRMSNorm(e, e)
+        self.action_out_proj = nn.Linear(e, config.action_dim)
+        self._init_weights()
+
+    def _init_weights(self):
+        for name, p in self.named_parameters():
+            if name.startswith('vision.siglip'):
+                continue  # transformers initialises SigLIP itself
+            if p.ndim == 2 and 'modulation' not in name:
+                nn.init.normal_(p, std=0.02)
+            elif name.endswith('bias'):
+                nn.init.zeros_(p)
+        nn.init.normal_(self.camera_embed, std=0.02)
+        nn.init.normal_(self.role_embed, std=0.02)
+        nn.init.normal_(self.memory_time_embed, std=0.02)
+
+    # ----------------------------------------------------------------------------------------------- prefix
+    def _encode_images(self, pixels: torch.Tensor, mask: torch.Tensor, role: int) -> torch.Tensor:
+        """pixels (B, N, 3, S, S), mask (B, N) -> tokens (B, N * P, D); absent images are not encoded."""
+        b, n = mask.shape
+        present = pixels[mask]                                                      # (K, 3, S, S)
+        p = (pixels.shape[-1] // self.config.vision.patch_size) ** 2
+        out = pixels.new_zeros(b, n, p, self.config.decoder.hidden_size)
+        if present.shape[0]:
+            out[mask] = self.vision(present)                                        # (K, P, D)
+        out = out + self.camera_embed[:n, None, :] + self.role_embed[role]
+        return out.reshape(b, n * p, -1)
+
+    def _encode_memory(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """frames (B, N, T, 3, s, s), mask (B, N, T) -> (B, N * T * m, D): m pooled tokens per past frame."""
+        b, n, t = mask.shape
+        m = self.config.memory_tokens_per_frame
+        out = frames.new_zeros(b, n, t, m, self.config.decoder.hidden_size)
+        present = frames[mask]                                                      # (K, 3, s, s)
+        if present.shape[0]:
+            out[mask] = VisionEncoder.pool_tokens(self.vision(present), m)          # (K, m, D)
+        time = self.memory_time_embed[self.config.max_memory_frames - t:]           # oldest first, newest last
+        out = out + time[None, None, :, None, :] + self.camera_embed[:n, None, None, :] + self.role_embed[2]
+        return out.reshape(b, n * t * m, -1)
+
+    def embed_prefix(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt as embeddings (B, Lp, D) and a validity mask (B, Lp). Components absent from the batch
+        (missing keys) contribute no tokens at all."""
+        parts, masks = [], []
+        if 'images' in batch:
+            parts.append(self._encode_images(batch['images'], batch['image_mask'], role=0))
+            masks.append(batch['image_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
+        if 'subgoal_images' in batch:
+            parts.append(self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], role=1))
+            masks.append(batch['subgoal_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
+        if 'memory_images' in batch:
+            parts.append(self._encode_memory(batch['memory_images'], batch['memory_mask']))
+            masks.append(batch['memory_mask'].flatten(1).repeat_interleave(self.config.memory_tokens_per_frame, 1))
+        if 'text_ids' in batch:
+            text = self.embed_tokens(batch['text_ids']) * self.config.decoder.hidden_size ** 0.5  # Gemma scaling
+            parts.append(text)
+            masks.append(batch['text_mask'])
+        state = self.state_proj(batch['state'])[:, None, :]                        # (B, 1, D), always present
+        parts.append(state)
+        masks.append(torch.ones_like(batch['state'][:, :1], dtype=torch.bool))
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+
+    def run_backbone(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, fast_ids: torch.Tensor | None = None,
+                     fast_mask: torch.Tensor | None = None):
+        """Backbone over [prefix, FAST tokens]. Returns the prefix cache and the FAST positions' hidden states."""
+        b, lp, _ = prefix.shape
+        x, valid = prefix, prefix_mask
+        # Prefix-LM mask: key j visible to query i if j is valid and (j in prefix, or j is a FAST token <= i).
+        if fast_ids is not None:
+            x = torch.cat([prefix, self.embed_tokens(fast_ids) * self.config.decoder.hidden_size ** 0.5], dim=1)
+            valid = torch.cat([prefix_mask, fast_mask], dim=1)
+        lt = x.shape[1]
+        is_prefix = torch.arange(lt, device=x.device) < lp
+        causal = torch.ones(lt, lt, dtype=torch.bool, device=x.device).tril()
+        structure = is_prefix[None, :] | (causal & ~is_prefix[:, None])               # (Lt, Lt)
+        mask = (structure[None] & valid[:, None, :])[:, None]                        # (B, 1, Lt, Lt)
+        positions = valid.long().cumsum(1) - 1
+        cos, sin = rotary_cos_sin(positions.clamp(min=0), self.config.decoder.head_dim, self.config.decoder.rope_theta)
+        keys, values = [], []
+        for layer in self.layers:
+            x, (k, v) = layer(x, cos, sin, mask)
+            keys.append(k[:, :, :lp])
+            values.append(v[:, :, :lp])
+        cache = PrefixCache(keys, values, prefix_mask, prefix_mask.long().sum(1))
+        fast_hidden = self.norm(x[:, lp:]) if fast_ids is not None else None          # (B, F, D)
+        return cache, fast_hidden
+
+    def encode_prefix(self, batch: dict[str, torch.Tensor]) -> PrefixCache:
+        """Run once per chunk: the KV cache the denoising steps read."""
+        prefix, prefix_mask = self.embed_prefix(batch)
+        return self.run_backbone(prefix, prefix_mask)[0]
+
+    # ----------------------------------------------------------------------------------------------- expert
+    def predict_velocity(self, cache: PrefixCache, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """x_t (B, H, A) noisy actions at flow time t (B,) -> velocity u (B, H, A) ~ noise - actions."""
+        b, h, _ = x_t.shape
+        x = self.action_in_proj(x_t)                                                # (B, H, E)
+        cond = self.time_mlp(sinusoidal_embedding(t, self.config.expert.hidden_size).to(x.dtype))  # (B, E)
+        positions = cache.next_position[:, None] + torch.arange(h, device=x.device)[None]
+        cos, sin = rotary_cos_sin(positions, self.config.decoder.head_dim, self.config.decoder.rope_theta)
+        mask = torch.cat([cache.mask, cache.mask.new_ones(b, h)], dim=1)[:, None, None, :]  # (B, 1, 1, Lp + H)
+        for layer, k, v in zip(self.expert_layers, cache.keys, cache.values):
+            x = layer(x, cond, cos, sin, mask, k, v)
+        x, _ = self.expert_norm(x, cond)
+        return self.action_out_proj(x)
+
+    # ----------------------------------------------------------------------------------------------- training
+    def drop_prompt_components(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training-time prompt dropout: remove whole components from random samples by masking their tokens."""
+        p = self.config.dropout
+        batch = dict(batch)
+        b = batch['state'].shape[0]
+        dev = batch['state'].device
+
+        def keep(prob: float) -> torch.Tensor:
+            return torch.rand(b, device=dev) >= prob
+
+        if 'text_segments' in batch:
+            seg = batch['text_segments']
+            drop = torch.zeros_like(batch['text_mask'])
+            for segment, prob in ((SEGMENT_TASK, p.task), (SEGMENT_SUBTASK, p.subtask), (SEGMENT_METADATA, p.metadata)):
+                drop |= (seg == segment) & ~keep(prob)[:, None]
+            batch['text_mask'] = batch['text_mask'] & ~drop
+        if 'subgoal_mask' in batch:
+            batch['subgoal_mask'] = batch['subgoal_mask'] & keep(p.subgoal)[:, None]
+        if 'memory_mask' in batch:
+            batch['memory_mask'] = batch['memory_mask'] & keep(p.memory)[:, None, None]
+        if 'image_mask' in batch and batch['image_mask'].shape[1] > 1:
+            extra = torch.rand(batch['image_mask'].shape, device=dev) < p.extra_camera
+            extra[:, 0] = False
+            batch['image_mask'] = batch['image_mask'] & ~extra
+        return batch
+
+    def sample_time(self, b: int, device) -> torch.Tensor:
+        beta = torch.distributions.Beta(torch.tensor(self.config.time_beta_alpha),
+                                        torch.tensor(self.config.time_beta_beta))
+        return (beta.sample((b,)) * 0.999 + 0.001).to(device)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Training losses: flow matching (expert) + FAST cross-entropy (backbone) when batch has 'fast_ids'."""
+        cfg = self.config
+        if self.training:
+            batch = self.drop_prompt_components(batch)
+        actions = batch['actions']                                                  # (B, H, A) normalised
+        b = actions.shape[0]
+        prefix, prefix_mask = self.embed_prefix(batch)
+        use_fast = 'fast_ids' in batch and cfg.fast_loss_weight > 0
+        fast_in = fast_mask = None
+        if use_fast:
+            # input [<boa>, f1..f_{n-1}], target [f1..fn, <eoa>] (processing appends <eoa> and pads with -100)
+            targets = batch['fast_ids']                                             # (B, F) sub-vocab ids / -100
+            bos = torch.full_like(targets[:, :1], cfg.fast_bos_token)
+            shifted = targets[:, :-1].clamp(min=0) + cfg.fast_offset
+            fast_in = torch.cat([bos, shifted], dim=1)
+            fast_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), targets[:, :-1] >= 0], dim=1)
+        cache, fast_hidden = self.run_backbone(prefix, prefix_mask, fast_in, fast_mask)
+        if cfg.knowledge_insulation:
+            cache = cache.detached()                                                # no flow gradient to backbone
+
+        noise = torch.randn_like(actions)
+        t = self.sample_time(b, actions.device)
+        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
+        u = self.predict_velocity(cache, x_t, t)
+        err = (u - (noise - actions)) ** 2
+        action_mask = batch.get('action_mask')
+        if action_mask is not None:
+            err = err * action_mask
+            flow = err.sum() / action_mask.sum().clamp(min=1)
+        else:
+            flow = err.mean()
+        losses = {'flow_loss': flow}
+        loss = cfg.flow_loss_weight * flow
+        if use_fast:
+            w = self.embed_tokens.weight[cfg.fast_offset: cfg.fast_offset + cfg.fast_vocab_size + 1]  # + <eoa>
+            logits = fast_hidden @ w.t()                                            # (B, F, fast_vocab + 1)
+            ce = F.cross_entropy(logits.flatten(0, 1).float(), batch['fast_ids'].flatten(), ignore_index=-100)
+            losses['fast_loss'] = ce
+            loss = loss + cfg.fast_loss_weight * ce
+        losses['loss'] = loss
+        return losses
+
+    # ----------------------------------------------------------------------------------------------- FAST decoding
+    @torch.no_grad()
+    def generate_fast(self, batch: dict[str, torch.Tensor], max_tokens: int | None = None) -> list[list[int]]:
+        """Greedy autoregressive FAST tokens from the backbone (pi0-FAST style inference, for comparison).
+        Recomputes the sequence each step: simple, and only used for evaluation."""
+        cfg = self.config
+        prefix, prefix_mask = self.embed_prefix(batch)
+        b = prefix.shape[0]
+        w = self.embed_tokens.weight[cfg.fast_offset: cfg.fast_offset + cfg.fast_vocab_size + 1]
+        tokens = torch.full((b, 1), cfg.fast_bos_token, dtype=torch.long, device=prefix.device)
+        results: list[list[int] | None] = [None] * b
+        generated: list[list[int]] = [[] for _ in range(b)]
+        for _ in range(max_tokens or cfg.max_fast_tokens):
+            _, hidden = self.run_backbone(prefix, prefix_mask, tokens, torch.ones_like(tokens, dtype=torch.bool))
+            nxt = (hidden[:, -1] @ w.t()).argmax(-1)                                 # (B,)
+            for i, tok in enumerate(nxt.tolist()):
+                if results[i] is None:
+                    if tok == cfg.fast_eos_id:
+                        results[i] = generated[i]
+                    else:
+                        generated[i].append(tok)
+            if all(r is not None for r in results):
+                break
+            tokens = torch.cat([tokens, (nxt.clamp(max=cfg.fast_vocab_size - 1) + cfg.fast_offset)[:, None]], dim=1)
+        return [r if r is not None else g for r, g in zip(results, generated)]
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    groups = {'vision': 0, 'backbone': 0, 'expert': 0}
+    for name, p in model.named_parameters():
+        if name.startswith('vision.'):
+            groups['vision'] += p.numel()
+        elif name.startswith(('expert_', 'action_', 'time_mlp')):
+            groups['expert'] += p.numel()
+        else:
+            groups['backbone'] += p.numel()
+    groups['total'] = sum(groups.values())
+    return groups

@@ -1,0 +1,81 @@
+"""The VLA behind the openpi-style policy boundary: dict in, dict out, robot units on both sides.
+
+    policy = VLAPolicy.from_checkpoint('/models/pi07_ur5e')
+    out = policy.infer({'images': {'front': rgb, 'wrist': rgb}, 'state': q, 'task': 'put the red block ...',
+                        'subtask': 'pick up the red block', 'metadata': {'speed': 2, 'quality': 5, ...},
+                        'prev_actions': remaining, 'delay_steps': 3, 'execution_horizon': 25, 'mode': 'rtc'})
+    out['actions']   # float32 (H, D), robot units; out['frozen_steps'] = d in rtc mode
+
+Keys other than 'images' and 'state' are optional. Mode 'sync' (or no 'prev_actions') samples a fresh chunk
+from noise; 'rtc' freezes the first d actions to `prev_actions` and inpaints the overlap up to s.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...checkpoint import load_checkpoint, save_checkpoint
+from .configuration_vla import VLAConfig
+from .modeling_vla import VLAModel
+from .processing_vla import VLAProcessor
+from .sampling import sample_plain, sample_rtc
+
+
+class VLAPolicy:
+    def __init__(self, model: VLAModel, processor: VLAProcessor, num_steps: int | None = None,
+                 max_guidance: float = 5.0, seed: int | None = 0):
+        self.model = model.eval()
+        self.processor = processor
+        self.config: VLAConfig = model.config
+        self.num_steps = num_steps or self.config.num_flow_steps
+        self.max_guidance = max_guidance
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def save(self, directory: str | Path, profile: str | Path | None = None) -> Path:
+        return save_checkpoint(directory, self.model, self.config, extra_files=self.processor.to_files(),
+                               norm_stats=self.processor.norm_stats, profile=profile,
+                               embodiment=self.processor.robot.embodiment)
+
+    @classmethod
+    def from_checkpoint(cls, directory: str | Path, expected_embodiment: str | None = None, **kwargs) -> VLAPolicy:
+        ckpt = load_checkpoint(directory, VLAConfig.model_type, config_cls=VLAConfig,
+                               expected_embodiment=expected_embodiment)
+        model = VLAModel(ckpt.config)
+        from ...checkpoint import load_weights
+        load_weights(model, ckpt.state_dict, source=str(directory))
+        return cls(model, VLAProcessor.from_checkpoint(ckpt, ckpt.config), **kwargs)
+
+    # ------------------------------------------------------------------------------------------ inference
+    def _noise(self) -> torch.Tensor:
+        shape = (1, self.config.action_horizon, self.config.action_dim)
+        return torch.randn(shape, generator=self.generator)
+
+    @torch.no_grad()
+    def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        batch = self.processor.observation_batch(obs)
+        cache = self.model.encode_prefix(batch)
+        noise = self._noise()
+        prev = obs.get('prev_actions')
+        mode = obs.get('mode') or ('rtc' if prev is not None and len(prev) else 'sync')
+        frozen = 0
+        if mode == 'rtc' and prev is not None and len(prev):
+            prev_model = torch.from_numpy(self.processor.actions_to_model(np.asarray(prev, np.float32)))[None]
+            frozen = int(min(obs.get('delay_steps', 0) or 0, len(prev)))
+            overlap = int(obs.get('execution_horizon') or len(prev))
+            actions = sample_rtc(self.model, cache, noise, prev_model, frozen, overlap, self.num_steps,
+                                 self.max_guidance)
+        else:
+            mode = 'sync'
+            actions = sample_plain(self.model, cache, noise, self.num_steps)
+        robot_actions = self.processor.actions_from_model(actions[0])
+        if frozen:  # exact, in robot units (normalise/unnormalise round trip would add float error)
+            robot_actions[:frozen] = np.asarray(prev, np.float32)[:frozen, : robot_actions.shape[1]]
+        return {'actions': robot_actions, 'frozen_steps': frozen, 'mode': mode,
+                'inference_ms': (time.perf_counter() - t0) * 1e3}
