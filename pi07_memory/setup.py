@@ -20,6 +20,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'memory = pi07_memory.memory_node:main',
         ],
     },
 )

@@ -20,6 +20,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'chunk_executor = pi07_policy.nodes.chunk_executor:main',
         ],
     },
 )

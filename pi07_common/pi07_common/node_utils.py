@@ -1,0 +1,57 @@
+"""Small helpers every pi07 node uses: declared parameters with descriptions, stamps, and main()."""
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+
+from rcl_interfaces.msg import ParameterDescriptor
+
+
+def declare(node, name: str, default, description: str, read_only: bool = False):
+    """Declare a parameter with its description and return its value."""
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    return node.declare_parameter(name, default, descriptor).value
+
+
+def param(node, name: str):
+    return node.get_parameter(name).value
+
+
+def stamp_to_sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(seconds: float):
+    from builtin_interfaces.msg import Time
+
+    sec = int(seconds // 1)
+    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
+
+
+def run_node(make_node: Callable, args: list[str] | None = None, threads: int = 1) -> int:
+    """Init rclpy, spin the node until SIGINT/SIGTERM, then clean up (lifecycle nodes are shut down)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = make_node()
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    executor.add_node(node)
+    # SIGTERM (as sent by launch or a process manager) ends the spin the same way as Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        shutdown = getattr(node, 'shutdown_cleanly', None)
+        if shutdown is not None:
+            try:
+                shutdown()
+            except Exception as exc:  # shutting down: report, do not mask the exit
+                print(f'{node.get_name()}: error while shutting down: {exc}', file=sys.stderr)
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,21 @@
+from setuptools import find_packages, setup
+
+package_name = 'pi07_common'
+
+setup(
+    name=package_name,
+    version='0.1.0',
+    packages=find_packages(exclude=['test']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
+        ('share/' + package_name, ['package.xml']),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=False,
+    maintainer='pi07 developers',
+    maintainer_email='pi07@example.com',
+    description='ROS helpers shared by the pi07 nodes.',
+    license='Apache-2.0',
+    extras_require={'test': ['pytest']},
+    entry_points={'console_scripts': []},
+)

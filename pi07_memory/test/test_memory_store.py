@@ -1,0 +1,65 @@
+"""Memory without ROS: visual frames at a stride, language memory revisions persisted across restarts."""
+import json
+
+import numpy as np
+
+from pi07_memory.store import LanguageMemoryStore, VisualMemory
+
+
+def frame(value):
+    return np.full((4, 4, 3), value, dtype=np.uint8)
+
+
+def test_visual_memory_keeps_frames_at_stride_oldest_first():
+    memory = VisualMemory(['scene', 'wrist'], frames_per_camera=3, stride_s=1.0)
+    kept = [memory.offer('scene', t, frame(int(t * 10))) for t in np.arange(0.0, 5.01, 0.25)]
+    assert sum(kept) == 6  # t = 0, 1, 2, 3, 4, 5
+    snapshot = memory.snapshot()
+    assert list(snapshot) == ['scene']  # no wrist frame yet
+    assert [s for s, _ in snapshot['scene']] == [3.0, 4.0, 5.0]
+    assert not memory.ready()
+
+
+def test_visual_memory_pads_with_oldest_and_restarts_when_time_goes_back():
+    memory = VisualMemory(['scene'], frames_per_camera=4, stride_s=0.5)
+    memory.offer('scene', 10.0, frame(1))
+    memory.offer('scene', 10.5, frame(2))
+    stamps = [s for s, _ in memory.snapshot()['scene']]
+    assert stamps == [10.0, 10.0, 10.0, 10.5]
+    memory.offer('scene', 1.0, frame(3))  # sim reset / bag loop
+    assert [s for s, _ in memory.snapshot()['scene']] == [1.0] * 4
+
+
+def test_language_memory_persists_revisions_across_restart(tmp_path):
+    store = LanguageMemoryStore(tmp_path)
+    assert store.latest('t1') is None
+    store.update('t1', 'the red block is in the bowl', 2)
+    store.update('t1', 'the red block is in the bowl', 2)  # duplicate: not a new revision
+    store.update('t1', 'the red and blue blocks are in the bowl', 4)
+    store.update('t/2', 'nothing yet', 0)
+    restarted = LanguageMemoryStore(tmp_path)
+    assert restarted.latest('t1').revision == 2
+    assert restarted.latest('t1').summary == 'the red and blue blocks are in the bowl'
+    assert [r.subtask_index for r in restarted.history('t1')] == [2, 4]
+    assert restarted.tasks() == ['t/2', 't1']
+
+
+def test_language_memory_reset_keeps_files_aside(tmp_path):
+    store = LanguageMemoryStore(tmp_path)
+    store.update('a', 'x')
+    store.update('b', 'y')
+    assert store.reset('a') == ['a']
+    assert store.latest('a') is None and store.latest('b').summary == 'y'
+    assert any('.reset-' in p.name for p in tmp_path.iterdir())
+    assert LanguageMemoryStore(tmp_path).tasks() == ['b']
+
+
+def test_corrupt_memory_file_is_moved_aside_not_lost(tmp_path):
+    store = LanguageMemoryStore(tmp_path)
+    store.update('good', 'fine')
+    (tmp_path / 'bad.json').write_text('{"format": 1, "task_id": "bad", "revisions": [')  # truncated
+    (tmp_path / 'old.json').write_text(json.dumps({'format': 99, 'task_id': 'old', 'revisions': []}))
+    reopened = LanguageMemoryStore(tmp_path)
+    assert reopened.tasks() == ['good']
+    assert len(reopened.problems) == 2 and any('bad.json' in p for p in reopened.problems)
+    assert len(list(tmp_path.glob('bad.json.corrupt-*'))) == 1
