@@ -15,11 +15,16 @@ setup(
     zip_safe=False,
     maintainer='pi07 developers',
     maintainer_email='pi07@example.com',
-    description='The embedded simulated robot of pi07: a MuJoCo tabletop with two embodiments, mu',
+    description='The embedded simulated robot of pi07: MuJoCo tabletop, two embodiments, experts, bags',
     license='Apache-2.0',
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'sim = pi07_sim.sim_node:main',
+            'expert = pi07_sim.expert_node:main',
+            'record = pi07_sim.bag.recorder:main',
+            'play = pi07_sim.bag.player:main',
+            'collect = pi07_sim.collect:main',
         ],
     },
 )
