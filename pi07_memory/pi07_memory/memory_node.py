@@ -54,11 +54,11 @@ class MemoryNode(Node):
         self._size = int(param(self, 'image_size'))
         self._visual_pub = self.create_lifecycle_publisher(VisualMemoryMsg, 'memory/visual', IMAGE_OUT)
         self._language_pub = self.create_lifecycle_publisher(LanguageMemory, 'memory/language', LATCHED)
-        self._subscriptions = [
+        self._input_subs = [
             self.create_subscription(Image, f'camera/{c}/image_raw', lambda m, c=c: self._on_image(c, m), SENSOR)
             for c in self._cameras]
-        self._subscriptions.append(self.create_subscription(Task, 'task', self._on_task, LATCHED))
-        self._subscriptions.append(
+        self._input_subs.append(self.create_subscription(Task, 'task', self._on_task, LATCHED))
+        self._input_subs.append(
             self.create_subscription(LanguageMemory, 'memory/language_update', self._on_language_update, STREAM))
         self._reset_srv = self.create_service(ResetMemory, 'memory/reset', self._on_reset)
         self._timer = self.create_timer(1.0 / param(self, 'publish_rate_hz'), self._publish_visual)
@@ -85,7 +85,7 @@ class MemoryNode(Node):
         if self._visual is None:
             return
         self.destroy_timer(self._timer)
-        for sub in self._subscriptions:
+        for sub in self._input_subs:
             self.destroy_subscription(sub)
         self.destroy_service(self._reset_srv)
         self.destroy_lifecycle_publisher(self._visual_pub)

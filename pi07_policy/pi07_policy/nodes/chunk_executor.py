@@ -39,6 +39,8 @@ class ChunkExecutorNode(Node):
                 '(forward position controller, Float64MultiArray) or ee_target (pi07_msgs/EndEffectorTarget).')
         declare(self, 'command_topic', '', 'Topic to command; "" = the interface\'s default (docs/interfaces.md).')
         declare(self, 'joint_names', [''], 'Names of the action dimensions, in chunk order (joint or EE axes).')
+        declare(self, 'state_names', [''], 'joint_states names measuring each action dimension, in chunk order '
+                '("" or empty = joint_names); used to hold the measured position on stop and to check NaN.')
         declare(self, 'position_min', [0.0], 'Lower position limit per action dimension (rad, m, or 0..1).')
         declare(self, 'position_max', [0.0], 'Upper position limit per action dimension.')
         declare(self, 'velocity_max', [0.0], 'Largest speed per action dimension (units/s).')
@@ -65,13 +67,15 @@ class ChunkExecutorNode(Node):
             self.get_logger().error(f'bad configuration: {exc}')
             return TransitionCallbackReturn.FAILURE
         self._names = names
+        state_names = [n for n in param(self, 'state_names') if n]
+        self._state_names = state_names if len(state_names) == len(names) else names
         self._interface = interface
         self._period = 1.0 / param(self, 'control_rate_hz')
         self._core = ChunkExecutorCore(limits, control_dt=self._period, stop_after_s=param(self, 'stop_after_s'))
         msg_type, default_topic = INTERFACES[interface]
         self._command_pub = self.create_lifecycle_publisher(msg_type, param(self, 'command_topic') or default_topic,
                                                             STREAM)
-        self._subscriptions = [
+        self._input_subs = [
             self.create_subscription(ActionChunk, 'action_chunk', self._on_chunk, STREAM),
             self.create_subscription(JointState, 'joint_states', self._on_joint_state, SENSOR),
             self.create_subscription(Bool, 'stop', self._on_stop, STREAM),
@@ -113,7 +117,7 @@ class ChunkExecutorNode(Node):
             return
         self._core.deactivate()
         self.destroy_timer(self._timer)
-        for sub in self._subscriptions:
+        for sub in self._input_subs:
             self.destroy_subscription(sub)
         self.destroy_lifecycle_publisher(self._command_pub)
         self._diagnostics.destroy()
@@ -146,12 +150,12 @@ class ChunkExecutorNode(Node):
 
     def _on_joint_state(self, msg: JointState) -> None:
         index = {name: i for i, name in enumerate(msg.name)}
-        if not all(name in index for name in self._names):
+        if not all(name in index for name in self._state_names):
             return  # another robot part's joint states; the names we need are elsewhere
         if len(msg.position) != len(msg.name):
             self._fault(f'joint_states has {len(msg.position)} positions for {len(msg.name)} names')
             return
-        position = np.array([msg.position[index[n]] for n in self._names], dtype=np.float64)
+        position = np.array([msg.position[index[n]] for n in self._state_names], dtype=np.float64)
         if not np.isfinite(position).all():
             bad = [n for n, v in zip(self._names, position) if not math.isfinite(v)]
             self._fault(f'joint_states has NaN/inf for {bad}')
