@@ -102,7 +102,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_extra(path: Path, content: Any) -> None:
-    if isinstance(content, (str, os.PathLike)) and Path(content).is_file():
+    if isinstance(content, os.PathLike):   # a file to copy (a plain str is content, never a path)
         shutil.copyfile(content, path)
     elif isinstance(content, bytes):
         path.write_bytes(content)
@@ -133,7 +133,7 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module | Mappi
     """Write a checkpoint directory atomically (a temp dir renamed into place) and return its path.
 
     `config` is a (frozen) dataclass or a dict; `model_type` defaults to `config.model_type`. `extra_files` maps a
-    file name to its content: a path to copy, bytes, str, or a json-able object. `embodiment` (e.g. the profile
+    file name to its content: a Path to copy, bytes, str (text), or a json-able object. `embodiment` (e.g. the profile
     name) is checked again at load time.
     """
     directory = Path(directory)
@@ -149,7 +149,7 @@ def save_checkpoint(directory: str | os.PathLike, model: torch.nn.Module | Mappi
         if norm_stats is not None:
             files[NORM_STATS_FILE] = norm_stats
         if profile is not None:
-            files[PROFILE_FILE] = Path(profile) if Path(str(profile)).is_file() else str(profile)
+            files[PROFILE_FILE] = Path(profile) if isinstance(profile, os.PathLike) else str(profile)
         for name, content in files.items():
             if name in (CONFIG_FILE, WEIGHTS_FILE) or '/' in name or name.startswith('.'):
                 raise ValueError(f'extra file name {name!r} is not allowed')

@@ -69,6 +69,7 @@ def test_holds_when_stale_then_stops():
     assert stopped.state is ExecutorState.STOPPED and 'no fresh chunk' in stopped.reason
     assert core.tick(1.3).command is None  # nothing more is commanded
     core.resume()
+    assert core.tick(1.35).command is None  # resumed: waits for a chunk, never re-sends the old target
     core.add_chunk(ramp_chunk(1.4, 0.3, 0.0, sequence=5), now=1.4)
     assert core.tick(1.4).state is ExecutorState.RUNNING
 

@@ -130,6 +130,7 @@ class ChunkExecutorCore:
     _final_command_pending: np.ndarray | None = None
     switches: int = 0
     _current_sequence: int | None = None
+    _may_hold: bool = False          # a chunk ran since activation / resume: holding its last command is safe
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def activate(self) -> None:
@@ -137,6 +138,7 @@ class ChunkExecutorCore:
         self._chunks.clear()
         self.last_command = None
         self._holding_since = None
+        self._may_hold = False
         self.stop_reason = ''
 
     def deactivate(self) -> None:
@@ -173,6 +175,8 @@ class ChunkExecutorCore:
             self.state = ExecutorState.WAITING
             self.stop_reason = ''
             self._holding_since = None
+            # Never re-send a pre-stop target on resume; last_command stays as the velocity-limit reference.
+            self._may_hold = False
 
     # --- the tick ---------------------------------------------------------------------------------------------
     def tick(self, now: float) -> TickResult:
@@ -194,8 +198,9 @@ class ChunkExecutorCore:
             self.last_command = command
             self.state = ExecutorState.RUNNING
             self._holding_since = None
+            self._may_hold = True
             return TickResult(command, self.state, clamped, chunk.sequence)
-        if self.last_command is None:
+        if self.last_command is None or not self._may_hold:
             self.state = ExecutorState.WAITING
             return TickResult(None, self.state, reason='no chunk covers now')
         if self._holding_since is None:

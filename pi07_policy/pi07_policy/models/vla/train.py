@@ -1,0 +1,48 @@
+"""Training entry point for the VLA: any torch Dataset of sample dicts (observation keys of the policy boundary
++ 'actions' (H', D) robot units, optional 'action_mask' (H',)) -> a checkpoint directory.
+
+    policy, result = train_vla(dataset, tiny(), 'runs/vla', steps=2000, robot=RobotSpec(...))
+
+The processor (text tokenizer, FAST tokenizer, normalisation statistics) is fitted on up to `fit_samples`
+samples first and saved in every checkpoint with the weights. Distributed: call it under torchrun after
+`init_distributed()` (pi07_policy.training); each rank fits the same processor (deterministic) on the same data.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from ...checkpoint import load_checkpoint, save_checkpoint
+from ...training import TrainConfig, TrainResult, train
+from .configuration_vla import VLAConfig
+from .modeling_vla import VLAModel
+from .policy import VLAPolicy
+from .processing_vla import RobotSpec, VLAProcessor
+
+
+def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, steps: int, *,
+              robot: RobotSpec | None = None, processor: VLAProcessor | None = None,
+              train_config: TrainConfig | None = None, corpus: Iterable[str] = (), fit_samples: int = 2000,
+              resume_from: str | Path | None = None, profile: str | Path | None = None,
+              **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+    if processor is None:
+        if resume_from is not None:
+            ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
+            processor = VLAProcessor.from_checkpoint(ckpt, ckpt.config)
+        else:
+            n = min(len(dataset), fit_samples)
+            processor = VLAProcessor.build(config, robot or RobotSpec(), [dataset[i] for i in range(n)], corpus=corpus,
+                                           fit_fast=config.fast_loss_weight > 0)
+    model = VLAModel(config)
+    cfg = replace(train_config or TrainConfig(), steps=steps, **train_overrides)
+
+    def save_model(m: VLAModel, directory: Path) -> None:
+        save_checkpoint(directory, m, m.config, extra_files=processor.to_files(), norm_stats=processor.norm_stats,
+                        embodiment=processor.robot.embodiment, profile=profile)
+
+    result = train(model, dataset, cfg, out_dir, collate_fn=processor.collate, resume_from=resume_from,
+                   save_model=save_model, title='vla')
+    return VLAPolicy(model, processor), result

@@ -1,0 +1,182 @@
+"""The VLA: sizes, overfitting, prompt components, Knowledge Insulation, RTC, save/load, corrupt checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from pi07_policy.checkpoint import CheckpointError
+from pi07_policy.models.vla import (
+    PromptDropout,
+    RobotSpec,
+    VLAModel,
+    VLAPolicy,
+    VLAProcessor,
+    count_parameters,
+    pi05,
+    rtc_weights,
+    small,
+    tiny,
+)
+from pi07_policy.models.vla.micro import micro
+from pi07_policy.models.vla.synthetic import SyntheticVLADataset, make_sample
+from pi07_policy.models.vla.train import train_vla
+
+torch.set_num_threads(1)
+ROBOT = RobotSpec(state_dim=4, action_dim=4, embodiment='synthetic')
+
+
+def micro_data(n=4, seed=0):
+    return SyntheticVLADataset(n, seed=seed, horizon=10, state_dim=4, action_dim=4, image_size=32)
+
+
+def observation(sample):
+    return {k: v for k, v in sample.items() if k != 'actions'}
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp('vla')
+    policy, result = train_vla(micro_data(), micro(), out, 300, robot=ROBOT, batch_size=4, lr=8e-3, warmup_steps=10,
+                               log_every=10, plot_every=0, progress=False)
+    return policy, result, out
+
+
+def test_parameter_counts():
+    assert 4e6 <= count_parameters(VLAModel(tiny()))['total'] <= 6e6
+    assert 35e6 <= count_parameters(VLAModel(small()))['total'] <= 45e6
+    with torch.device('meta'):
+        counts = count_parameters(VLAModel(pi05()))
+    assert 3.2e9 <= counts['total'] <= 3.45e9, counts          # PaliGemma-2B-style backbone + 300M-class expert
+    assert 2.85e9 <= counts['vision'] + counts['backbone'] <= 3.0e9 and 0.3e9 <= counts['expert'] <= 0.45e9
+
+
+@torch.no_grad()
+def eval_losses(model, batch, draws=8):
+    """Training losses on a fixed batch, averaged over fixed draws of flow time and noise."""
+    model.eval()
+    torch.manual_seed(0)
+    rows = [model(batch) for _ in range(draws)]
+    return {k: float(np.mean([float(r[k]) for r in rows])) for k in rows[0]}
+
+
+def test_overfits_small_batch(trained):
+    policy, result, out = trained
+    batch = policy.processor.collate(micro_data().samples)
+    torch.manual_seed(1)
+    before = eval_losses(VLAModel(micro()), batch)
+    after = eval_losses(policy.model, batch)
+    assert before['flow_loss'] / after['flow_loss'] >= 10, (before, after)
+    assert before['fast_loss'] / after['fast_loss'] >= 10, (before, after)
+    assert (out / 'loss.png').is_file() and (out / 'checkpoint' / 'model.safetensors').is_file()
+
+
+def test_fits_the_training_chunks(trained):
+    policy, _, _ = trained
+    sample = micro_data()[0]
+    err = np.abs(policy.infer(observation(sample))['actions'] - sample['actions']).mean()
+    spread = np.abs(sample['actions'] - sample['actions'].mean()).mean()
+    assert err < 0.5 * spread, (err, spread)
+
+
+@pytest.mark.parametrize('drop', ['subtask', 'metadata', 'subgoal_images', 'memory_images', 'task', 'camera',
+                                  'everything'])
+def test_prompt_components_can_be_absent(trained, drop):
+    policy, _, _ = trained
+    obs = observation(micro_data()[1])
+    if drop == 'camera':
+        obs['images'] = {'wrist': obs['images']['wrist']}
+    elif drop == 'everything':
+        obs = {'state': obs['state']}
+    else:
+        obs[drop] = None
+    out = policy.infer(obs)
+    assert out['actions'].shape == (10, 4) and out['actions'].dtype == np.float32 and np.isfinite(out['actions']).all()
+
+
+def test_prompt_dropout_masks_components():
+    model = VLAModel(micro(dropout=PromptDropout(task=1.0, subtask=1.0, metadata=0.0, subgoal=1.0, memory=1.0,
+                                                 extra_camera=1.0)))
+    processor = VLAProcessor.build(model.config, ROBOT, micro_data().samples, fit_fast=False)
+    batch = processor.collate(micro_data().samples)
+    dropped = model.drop_prompt_components(batch)
+    assert not dropped['subgoal_mask'].any() and not dropped['memory_mask'].any()
+    assert dropped['image_mask'][:, 0].all() and not dropped['image_mask'][:, 1].any()
+    kept = dropped['text_mask'] & batch['text_mask']
+    assert (batch['text_segments'][kept] == 2).all() and kept.any()   # only metadata text left
+
+
+def _grads(model, prefix_names):
+    return [p.grad for n, p in model.named_parameters() if n.startswith(prefix_names)]
+
+
+@pytest.mark.parametrize('insulated', [True, False])
+def test_knowledge_insulation(insulated):
+    torch.manual_seed(0)
+    model = VLAModel(micro(knowledge_insulation=insulated))
+    proc = VLAProcessor.build(model.config, ROBOT, micro_data().samples)
+    batch = proc.collate(micro_data().samples)
+    model.train()
+    losses = model(batch)
+    losses['flow_loss'].backward()
+    backbone = ('vision.', 'embed_tokens', 'layers.', 'state_proj', 'camera_embed', 'role_embed', 'memory_time')
+    bb = _grads(model, backbone)
+    expert = _grads(model, ('expert_layers.0.self_attn', 'expert_layers.0.mlp', 'action_in_proj', 'action_out_proj'))
+    assert all(g is not None and g.abs().sum() > 0 for g in expert)
+    if insulated:
+        assert all(g is None or g.abs().sum() == 0 for g in bb), 'flow loss reached the backbone'
+    else:
+        assert any(g is not None and g.abs().sum() > 0 for g in bb)
+    model.zero_grad(set_to_none=True)
+    model(batch)['fast_loss'].backward()        # and the FAST loss trains the backbone only
+    assert any(g is not None and g.abs().sum() > 0 for g in _grads(model, backbone))
+    assert all(g is None or g.abs().sum() == 0 for g in _grads(model, ('expert_layers', 'action_out_proj')))
+
+
+def test_rtc_weights_schedule():
+    w = rtc_weights(10, delay=2, overlap=7)
+    assert torch.all(w[:2] == 1) and torch.all(w[7:] == 0)
+    assert torch.all(w[2:7] > 0) and torch.all(w[2:7] <= 1) and torch.all(w[2:7][1:] < w[2:7][:-1])
+
+
+def test_rtc_freezes_prefix_and_joins_smoothly():
+    """One observation, many valid chunks (random offsets): plain sampling picks any of them, so a new chunk
+    jumps away from the one being executed; RTC keeps the first d actions and continues the old one."""
+    base = make_sample(np.random.default_rng(5), horizon=10, state_dim=4, action_dim=4, image_size=32)
+    rng = np.random.default_rng(0)
+    samples = [{**base, 'actions': base['actions'] + np.float32(rng.uniform(-1, 1))} for _ in range(16)]
+    policy, _ = train_vla(samples, micro(), None, 200, robot=ROBOT, batch_size=8, lr=8e-3, warmup_steps=10,
+                          progress=False)
+    obs = observation(base)
+    d, s = 3, 8
+    for seed in range(2):
+        policy.generator.manual_seed(seed)
+        plain = policy.infer({**obs, 'mode': 'sync'})['actions']
+        prev = plain + np.linspace(0.8, 0.4, 10, dtype=np.float32)[:, None]   # an older plan, offset from this one
+        policy.generator.manual_seed(seed)
+        rtc = policy.infer({**obs, 'prev_actions': prev, 'delay_steps': d, 'execution_horizon': s, 'mode': 'rtc'})
+        assert rtc['frozen_steps'] == d and rtc['mode'] == 'rtc'
+        assert np.abs(rtc['actions'][:d] - prev[:d]).max() < 1e-6                  # frozen prefix kept exactly
+        # At the switch (step d) the executor goes from prev[d-1] to new[d]: compare with prev[d].
+        jump_plain = np.abs(plain[d] - prev[d]).mean()
+        jump_rtc = np.abs(rtc['actions'][d] - prev[d]).mean()
+        assert jump_rtc < 0.25 * jump_plain, (jump_rtc, jump_plain)
+        assert np.abs(rtc['actions'][d:s] - prev[d:s]).mean() < 0.5 * np.abs(plain[d:s] - prev[d:s]).mean()
+
+
+def test_save_load_identical_outputs_and_errors(trained, tmp_path):
+    policy, result, _ = trained
+    obs = observation(micro_data()[2])
+    loaded = VLAPolicy.from_checkpoint(result.checkpoint_dir, expected_embodiment='synthetic')
+    fresh = VLAPolicy(policy.model, policy.processor, seed=0)
+    assert np.array_equal(fresh.infer(obs)['actions'], loaded.infer(obs)['actions'])
+    with pytest.raises(CheckpointError, match="embodiment 'synthetic', not 'ur5e'"):
+        VLAPolicy.from_checkpoint(result.checkpoint_dir, expected_embodiment='ur5e')
+    copy = tmp_path / 'copy'
+    policy.save(copy)
+    data = (copy / 'model.safetensors').read_bytes()
+    (copy / 'model.safetensors').write_bytes(data[:1000])
+    with pytest.raises(CheckpointError, match='truncated'):
+        VLAPolicy.from_checkpoint(copy)
+    policy.save(copy)
+    (copy / 'text_tokenizer.json').write_text('{}')
+    with pytest.raises(CheckpointError, match='text_tokenizer.json: truncated or modified'):
+        VLAPolicy.from_checkpoint(copy)
