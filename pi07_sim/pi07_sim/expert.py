@@ -15,13 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from .kinematics import wrap_angle
-from .scene import BLOCK_HALF, TRAY_FLOOR
+from .scene import BLOCK_HALF, BOWL_RADIUS, TRAY_FLOOR
 from .tasks import Subtask, subtask_satisfied
 
 HOVER_Z = 0.14  # m, tcp height for moving around above the objects
 GRASP_HEIGHT = 0.005  # m, tcp above the block's centre when grasping (the pads' tips then clear the table)
 RELEASE_CLEARANCE = 0.012  # m, gap between the block and the surface it is released onto
-BOWL_SPOTS = ((0.0, -0.028), (0.0, 0.028), (0.0, 0.0))  # offsets so the second block lands beside the first
+BOWL_SPOTS = ((0.0, -0.034),)  # the first block goes off-centre, so the second has room beside it
+BOWL_SPOT_RADIUS = 0.036  # m from the bowl's centre
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,6 @@ class ScriptedExpert:
         self.hold_time = 0.0
         self.grasp_attempts = 0
         self.mistake_pending = self.variant.mistake
-        self.bowl_places = 0
         tcp, yaw = self.env.tcp_pose()
         self.setpoint = tcp.copy()
         self.setpoint_yaw = yaw
@@ -115,9 +115,8 @@ class ScriptedExpert:
     def _place_target(self, sub: Subtask) -> tuple[np.ndarray, float]:
         env = self.env
         if sub.target == 'bowl':
-            spot = BOWL_SPOTS[min(self.bowl_places, len(BOWL_SPOTS) - 1)]
-            xy = env.fixture_position('bowl')[:2] + np.array(spot)
-            return np.array([*xy, TRAY_FLOOR + BLOCK_HALF + RELEASE_CLEARANCE]), self.setpoint_yaw
+            xy, yaw = self._free_bowl_spot(sub.obj)
+            return np.array([*xy, TRAY_FLOOR + BLOCK_HALF + RELEASE_CLEARANCE]), yaw
         if sub.target == 'tray':
             xy = env.fixture_position('tray')[:2]
             return np.array([*xy, TRAY_FLOOR + BLOCK_HALF + RELEASE_CLEARANCE]), self.setpoint_yaw
@@ -125,6 +124,27 @@ class ScriptedExpert:
         # The held block sits at the grasp yaw: turn the tool so the block gets back its original yaw.
         held_offset = wrap_angle(env.block_yaw(sub.obj) - self.setpoint_yaw)
         return np.array([x, y, BLOCK_HALF + RELEASE_CLEARANCE * 0.5]), wrap_angle(yaw - held_offset)
+
+    def _free_bowl_spot(self, obj: str) -> tuple[np.ndarray, float]:
+        """Where in the bowl to release ``obj`` and with which tool yaw.
+
+        The first block goes off-centre; a later one goes to the spot farthest from the blocks already there,
+        with the fingers closing across (not towards) them so the pads do not land on a block.
+        """
+        centre = self.env.fixture_position('bowl')[:2]
+        others = [self.env.block_position(c)[:2] for c in self.spec.layout.blocks if c != obj]
+        others = [p for p in others if np.linalg.norm(p - centre) < BOWL_RADIUS]
+        if not others:
+            return centre + np.array(BOWL_SPOTS[0]), self.setpoint_yaw
+        angles = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        candidates = centre + BOWL_SPOT_RADIUS * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        clearance = [min(np.linalg.norm(c - p) for p in others) for c in candidates]
+        spot = candidates[int(np.argmax(clearance))]
+        nearest = min(others, key=lambda p: np.linalg.norm(spot - p))
+        away = spot - nearest
+        yaw = float(np.arctan2(away[1], away[0]))  # tool x along the separation: fingers close across it
+        yaw = wrap_angle(yaw - np.pi * np.round((yaw - self.setpoint_yaw) / np.pi))  # the nearer of yaw, yaw + pi
+        return spot, yaw
 
     def _plan_place(self, sub: Subtask) -> list[Waypoint]:
         release, yaw = self._place_target(sub)
@@ -148,8 +168,6 @@ class ScriptedExpert:
         """All waypoints of the subtask ran: move on if it worked, otherwise go back to what failed."""
         sub = self.subtask
         if subtask_satisfied(self.spec, sub, self.env) or (sub.kind == 'pick' and self._holding(sub.obj)):
-            if sub.kind == 'place' and sub.target == 'bowl':
-                self.bowl_places += 1
             self.index += 1
         elif sub.kind == 'place' and not self._holding(sub.obj):
             self.index -= 1  # dropped on the way or fell off: pick it up again

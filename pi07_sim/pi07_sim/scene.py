@@ -18,7 +18,7 @@ BLOCK_COLORS = {
     'green': (0.10, 0.65, 0.15),
     'blue': (0.10, 0.25, 0.90),
 }
-BOWL_RADIUS = 0.075  # m, inner radius of the rim
+BOWL_RADIUS = 0.085  # m, inner radius of the rim
 BOWL_HEIGHT = 0.045
 TRAY_HALF = (0.08, 0.065)  # m, inner half extents (x, y)
 TRAY_FLOOR = 0.008  # m, height of the tray's floor above the table

@@ -47,6 +47,10 @@ class BagWriter:
                 topic, msgtype, typestore=self.store, offered_qos_profiles=offered_qos or [qos()])
             self.counts[topic] = 0
 
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A string stored in metadata.yaml's custom_data (e.g. the episode's outcome)."""
+        self._writer.set_custom_data(key, value)
+
     def has_topic(self, topic: str) -> bool:
         return topic in self._connections
 
