@@ -79,6 +79,7 @@ class EmbeddedRunner:
         self.echo = echo
         self.processes: dict[str, NodeProcess] = {}
         self._ros_node = None
+        self._owns_rclpy = False
         self._clients: dict[str, LifecycleClient] = {}
 
     def _full_name(self, name: str) -> str:
@@ -100,6 +101,7 @@ class EmbeddedRunner:
             if not rclpy.ok():
                 # The runner handles SIGINT/SIGTERM itself: it must still talk to the nodes while stopping them.
                 rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+                self._owns_rclpy = True
             self._ros_node = rclpy.create_node('pi07_runner', namespace=self.namespace or None)
         return self._ros_node
 
@@ -158,7 +160,8 @@ class EmbeddedRunner:
 
             self._ros_node.destroy_node()
             self._ros_node = None
-            rclpy.try_shutdown()
+            if self._owns_rclpy:  # leave a context the caller created (tests, a host program) running
+                rclpy.try_shutdown()
 
 
 def parse_args(argv=None):

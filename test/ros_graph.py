@@ -1,0 +1,64 @@
+"""Helpers for tests that run pi07 nodes as real processes: a probe node spun in a background thread."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+
+
+class Probe:
+    """A test-side node that publishes and records, spun in its own thread; ``stop()`` at the end."""
+
+    def __init__(self, name: str = 'probe'):
+        if not rclpy.ok():
+            rclpy.init(args=[])
+        self.node = rclpy.create_node(name)
+        self.received: dict[str, list[tuple[float, object]]] = defaultdict(list)
+        self._lock = threading.Lock()
+        self._executor = MultiThreadedExecutor(num_threads=2)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._executor.spin, daemon=True)
+        self._thread.start()
+
+    def record(self, msg_type, topic: str, qos=10, key: str | None = None) -> str:
+        key = key or topic
+
+        def on_msg(msg):
+            with self._lock:
+                self.received[key].append((time.monotonic(), msg))
+        self.node.create_subscription(msg_type, topic, on_msg, qos)
+        return key
+
+    def messages(self, key: str, since: float = 0.0) -> list:
+        with self._lock:
+            return [m for t, m in self.received[key] if t >= since]
+
+    def times(self, key: str, since: float = 0.0) -> list[float]:
+        with self._lock:
+            return [t for t, _ in self.received[key] if t >= since]
+
+    def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(interval)
+        return bool(predicate())
+
+    def now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def stop(self) -> None:
+        self._executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+
+
+def diagnostics_of(probe: Probe, key: str, node_name: str, since: float = 0.0):
+    """The latest DiagnosticStatus entries whose name starts with ``node_name``."""
+    statuses = []
+    for array in probe.messages(key, since):
+        statuses += [s for s in array.status if s.name.startswith(node_name)]
+    return statuses
