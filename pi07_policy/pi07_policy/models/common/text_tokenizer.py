@@ -12,6 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, BOS, EOS, DONE = '<pad>', '<bos>', '<eos>', '<done>'
 SPECIAL_TOKENS = [PAD, BOS, EOS, DONE]
+PAD_ID, BOS_ID, EOS_ID, DONE_ID = range(4)   # the trainer gives special tokens the first ids, in this order
 
 # Phrases every pi07 prompt uses, so a tokenizer trained on a small corpus still covers them compactly.
 BASE_CORPUS = [
@@ -29,6 +30,7 @@ def train_text_tokenizer(corpus: Iterable[str], vocab_size: int = 1024, min_freq
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator([*BASE_CORPUS, *corpus], trainer=trainer)
+    assert [tok.token_to_id(t) for t in SPECIAL_TOKENS] == [PAD_ID, BOS_ID, EOS_ID, DONE_ID]
     return tok
 
 
