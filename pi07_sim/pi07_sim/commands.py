@@ -50,7 +50,7 @@ class Trajectory:
     def sample(self, now: float) -> np.ndarray:
         """Target positions of the trajectory's joints at time ``now``."""
         tau = now - self.start_time
-        if tau <= 0.0:
+        if tau < 0.0:
             return self.initial.copy()
         times = np.concatenate([[0.0], self.times])
         points = np.vstack([self.initial[None], self.positions])

@@ -139,7 +139,7 @@ def _gantry_body() -> str:
       <joint name="gantry_z" type="slide" axis="0 0 1" range="{lim['gantry_z']}"/>
       <geom type="cylinder" size="0.018 0.3" pos="0 0 0.4" rgba="0.8 0.8 0.8 1" contype="0" conaffinity="0"/>
       <body name="gantry_wrist" gravcomp="1">
-        <joint name="gantry_yaw" type="hinge" axis="0 0 1" range="{lim['gantry_yaw']}"/>
+        <joint name="gantry_yaw" type="hinge" axis="0 0 1" range="{lim['gantry_yaw']}" damping="2"/>
         {_gripper('0 0 0.066', '3.14159265358979 0 0')}
       </body>
     </body>
@@ -189,7 +189,7 @@ def _actuators(embodiment: str) -> str:
         robot = '\n'.join(f'<position name="{lim.name}" joint="{lim.name}" kp="{kp}" kv="{kv}" '
                           f'ctrlrange="{lim.low} {lim.high}"/>' for lim, (kp, kv) in zip(ARM_LIMITS, gains))
     else:
-        gains = [(3000, 300)] * 3 + [(60, 6)]
+        gains = [(3000, 300)] * 3 + [(80, 4)]
         robot = '\n'.join(f'<position name="{lim.name}" joint="{lim.name}" kp="{kp}" kv="{kv}" '
                           f'ctrlrange="{lim.low} {lim.high}"/>' for lim, (kp, kv) in zip(GANTRY_LIMITS, gains))
     grip = (f'<position name="gripper" joint="finger_left" kp="300" kv="10" ctrlrange="0 {FINGER_OPEN}" '

@@ -1,0 +1,55 @@
+"""Scripted experts: success over seeds on both embodiments, and the labelled degraded variants."""
+import numpy as np
+import pytest
+
+from pi07_sim.env import TabletopEnv
+from pi07_sim.expert import VARIANTS, make_expert, run_episode, variant_metadata
+from pi07_sim.tasks import FAMILIES
+
+
+@pytest.mark.parametrize('embodiment', ['arm7', 'gantry'])
+def test_expert_succeeds_on_20_seeds(embodiment):
+    results = []
+    for family in FAMILIES:  # 10 seeds of each family = 20 episodes per embodiment
+        env = TabletopEnv(embodiment, family, render=False)
+        results += [run_episode(env, 'expert', seed=seed) for seed in range(100, 110)]
+    successes = sum(r['success'] for r in results)
+    assert successes / len(results) >= 0.95, [r for r in results if not r['success']]
+    assert all(r['time'] < 30.0 for r in results if r['success'])
+
+
+def test_variants_are_labelled_and_recover():
+    assert variant_metadata('expert') == {'speed': 4, 'quality': 5, 'mistake': False, 'variant': 'expert'}
+    assert variant_metadata('slow')['speed'] < variant_metadata('expert')['speed']
+    assert variant_metadata('noisy')['quality'] < 5 and variant_metadata('mistake')['mistake'] is True
+    assert all(1 <= v.speed <= 5 and 1 <= v.quality <= 5 for v in VARIANTS.values())
+    env = TabletopEnv('gantry', 'ordered_place', render=False)
+    times = {}
+    for variant in ('expert', 'slow', 'noisy', 'mistake'):
+        result = run_episode(env, variant, seed=7)
+        assert result['success'], result
+        times[variant] = result['time']
+    assert times['slow'] > 1.3 * times['expert']
+    assert times['mistake'] > times['expert']
+    # The mistake variant misses its first grasp on purpose, labels it as the same subtask, and tries again.
+    env.reset(seed=7)
+    expert = make_expert(env, 'mistake', seed=7)
+    labels = []
+    while expert.subtask is not None and not env.timed_out():
+        action, text = expert.act()
+        labels.append(text)
+        env.step(action)
+    assert expert.grasp_attempts == 3  # two picks in the task, one of them repeated
+    assert env.success()
+    plan = env.task.plan
+    assert [t for i, t in enumerate(labels) if i == 0 or t != labels[i - 1]] == plan
+
+
+def test_noisy_variant_changes_the_commands():
+    env = TabletopEnv('gantry', 'restore_layout', render=False)
+    actions = {}
+    for variant in ('expert', 'noisy'):
+        env.reset(seed=1)
+        expert = make_expert(env, variant, seed=1)
+        actions[variant] = np.array([env.step(expert.act()[0]) is not None and expert._action() for _ in range(20)])
+    assert np.abs(actions['expert'] - actions['noisy'])[:, :3].max() > 0.003
