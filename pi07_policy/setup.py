@@ -21,6 +21,8 @@ setup(
     entry_points={
         'console_scripts': [
             'chunk_executor = pi07_policy.nodes.chunk_executor:main',
+            'action_expert = pi07_policy.nodes.action_expert:main',
+            'high_level_policy = pi07_policy.nodes.high_level_policy:main',
         ],
     },
 )

@@ -20,6 +20,7 @@ setup(
     extras_require={'test': ['pytest']},
     entry_points={
         'console_scripts': [
+            'world_model = pi07_world_model.world_model_node:main',
         ],
     },
 )

@@ -98,3 +98,22 @@ def test_inactive_commands_nothing():
     assert core.tick(0.1).command is not None
     core.deactivate()
     assert core.tick(0.2).command is None
+
+
+def test_rtc_request_snaps_to_previous_grid_and_freezes_delay():
+    from pi07_policy.control.rtc_planner import LatencyEstimator, PublishedChunk, plan_request
+
+    prev = PublishedChunk(10.0, DT, np.arange(20, dtype=float)[:, None] * np.ones((1, 2)))
+    request = plan_request(prev, t_obs=10.52, dt=DT, expected_delay_s=0.25, execution_horizon=8)
+    assert request.start_time == pytest.approx(10.5)
+    assert request.delay_steps == 3  # ceil(0.25 / 0.1)
+    np.testing.assert_allclose(request.prev_actions[0], [5.0, 5.0])
+    assert request.execution_horizon == 8
+    # nothing to join: from scratch
+    assert plan_request(prev, t_obs=13.0, dt=DT, expected_delay_s=0.2, execution_horizon=8).prev_actions is None
+    assert plan_request(None, t_obs=1.0, dt=DT, expected_delay_s=0.2, execution_horizon=8).delay_steps == 0
+    estimator = LatencyEstimator(skip=1, window=3, initial_s=0.05)
+    assert estimator.estimate() == 0.05
+    for latency in (5.0, 0.1, 0.12, 0.11, 0.09):  # the 5 s cold start is left out
+        estimator.add(latency)
+    assert estimator.estimate() == pytest.approx(0.12)

@@ -1,0 +1,340 @@
+"""The `action_expert` lifecycle node: the VLA turning observations and prompt into ActionChunks.
+
+It keeps the newest image per camera and joint state, the task (instruction + metadata), the subtask, subgoal
+images and short-term visual memory; an inference thread assembles an observation (all inputs present, fresh and
+within a stamp tolerance of each other), runs the policy with whatever prompt components are present, and
+publishes an ActionChunk stamped with the time its first action is to run. In `rtc` mode (default) the chunk
+joins the previous one by Real-Time Chunking, with a delay from a latency estimate that leaves out the cold
+start; `sync` mode samples each chunk from scratch (openpi's behaviour). Topics and parameters:
+docs/interfaces.md#action_expert.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
+from pi07_common.images import ImageError, image_to_rgb
+from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
+from pi07_common.observations import CameraBuffer, JointStateBuffer, ObservationError, assemble
+from pi07_common.qos import LATCHED, SENSOR, STREAM
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from sensor_msgs.msg import Image, JointState
+
+from pi07_msgs.msg import ActionChunk, EpisodeMetadata, SubgoalImages, Subtask, Task, VisualMemory
+from pi07_policy.control.rtc_planner import LatencyEstimator, PublishedChunk, plan_request
+
+
+def metadata_dict(meta: EpisodeMetadata) -> dict | None:
+    """EpisodeMetadata as the policy's metadata dict; unspecified fields are left out (dropped from the prompt)."""
+    out = {}
+    if meta.speed != EpisodeMetadata.SPEED_UNSPECIFIED:
+        out['speed'] = int(meta.speed)
+    if meta.quality != EpisodeMetadata.QUALITY_UNSPECIFIED:
+        out['quality'] = int(meta.quality)
+    if meta.mistake != EpisodeMetadata.MISTAKE_UNSPECIFIED:
+        out['mistake'] = meta.mistake == EpisodeMetadata.MISTAKE_YES
+    if meta.control_mode:
+        out['control_mode'] = meta.control_mode
+    return out or None
+
+
+class ActionExpertNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('action_expert', **kwargs)
+        declare(self, 'checkpoint', '', 'VLA checkpoint directory (config.json, model.safetensors, ...).')
+        declare(self, 'embodiment', '', 'Embodiment of this robot; a checkpoint trained for another is refused.')
+        declare(self, 'cameras', ['scene', 'wrist'], 'Camera names, in the checkpoint\'s order.')
+        declare(self, 'image_size', 96, 'Image size the model sees (px, square).')
+        declare(self, 'resize_images', False, 'Resize camera images to image_size (else other sizes are errors).')
+        declare(self, 'joint_names', [''], 'joint_states names forming the state vector, in order.')
+        declare(self, 'action_names', [''], 'Names of the action dimensions (ActionChunk.names).')
+        declare(self, 'control_mode', 'joint', 'Action space: joint or ee.')
+        declare(self, 'control_rate_hz', 10.0, 'Control rate: the chunk\'s dt is 1 / control_rate_hz.')
+        declare(self, 'mode', 'rtc', 'rtc (Real-Time Chunking, guided) or sync (each chunk from scratch).')
+        declare(self, 'execution_horizon', 8, 'RTC: rows of the previous chunk the new one is joined to (s).')
+        declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
+        declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
+        declare(self, 'max_input_age_s', 1.0, 'Inputs older than this are stale: no chunk is computed.')
+        declare(self, 'injected_delay_s', 0.0, 'Extra delay added to each inference (experiments on latency).')
+        declare(self, 'num_flow_steps', 0, 'Euler steps of flow sampling (0: the checkpoint\'s default).')
+        declare(self, 'use_metadata', True, 'Give the task\'s metadata (speed, quality, ...) to the model.')
+        declare(self, 'use_subgoals', True, 'Give subgoal images (from the world model) to the model.')
+        declare(self, 'use_visual_memory', True, 'Give short-term visual memory frames to the model.')
+        declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random).')
+        self._policy = None
+        self._thread = None
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        try:
+            self._load_policy()
+        except Exception as exc:  # a bad checkpoint must leave the node unconfigured, with the reason
+            self.get_logger().error(f'cannot load checkpoint {param(self, "checkpoint")!r}: {exc}')
+            self._policy = None
+            return TransitionCallbackReturn.FAILURE
+        self._cameras = CameraBuffer(list(param(self, 'cameras')), int(param(self, 'image_size')),
+                                     bool(param(self, 'resize_images')))
+        self._state = JointStateBuffer([n for n in param(self, 'joint_names') if n])
+        self._dt = 1.0 / param(self, 'control_rate_hz')
+        self._task = None
+        self._subtask = None
+        self._subgoals = None
+        self._memory = None
+        self._lock = threading.Lock()
+        self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, 'action_chunk', STREAM)
+        self._input_subs = [
+            self.create_subscription(Image, f'camera/{c}/image_raw',
+                                     lambda m, c=c: self._on_image(c, m), SENSOR) for c in self._cameras.cameras]
+        self._input_subs += [
+            self.create_subscription(JointState, 'joint_states', self._on_joint_state, SENSOR),
+            self.create_subscription(Task, 'task', self._on_task, LATCHED),
+            self.create_subscription(Subtask, 'subtask', self._on_subtask, LATCHED),
+            self.create_subscription(SubgoalImages, 'subgoal_images', self._on_subgoals, STREAM),
+            self.create_subscription(VisualMemory, 'memory/visual', self._on_memory, STREAM),
+        ]
+        self._latency = LatencyEstimator(skip=1, window=5, initial_s=self._warmup_s)
+        self._sequence = 0
+        self._last_chunk = None
+        self._last_frozen = 0
+        self._last_error = ''
+        self._chunk_times: list[float] = []
+        self._inference_ms: list[float] = []
+        self._diagnostics = Diagnostics(self, hardware_id='pi07_action_expert')
+        self._diagnostics.add('inference', self._inference_status)
+        self._diagnostics.add('inputs', self._input_status)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _load_policy(self) -> None:
+        from pi07_policy.models.vla.policy import VLAPolicy  # torch + transformers: import only when needed
+
+        path = param(self, 'checkpoint')
+        if not path:
+            raise ValueError('no checkpoint given (parameter checkpoint)')
+        seed = int(param(self, 'seed'))
+        steps = int(param(self, 'num_flow_steps')) or None
+        self._policy = VLAPolicy.from_checkpoint(path, expected_embodiment=param(self, 'embodiment') or None,
+                                                 num_steps=steps, seed=None if seed < 0 else seed)
+        robot = self._policy.processor.robot
+        cameras = list(param(self, 'cameras'))
+        actions = [n for n in param(self, 'action_names') if n]
+        joints = [n for n in param(self, 'joint_names') if n]
+        if list(robot.camera_names) != cameras:
+            raise ValueError(f'checkpoint cameras {list(robot.camera_names)} != profile cameras {cameras}')
+        if robot.action_dim != len(actions) or robot.state_dim != len(joints):
+            raise ValueError(f'checkpoint action/state dims {robot.action_dim}/{robot.state_dim} != profile '
+                             f'{len(actions)}/{len(joints)} (a checkpoint for another embodiment?)')
+        size = int(param(self, 'image_size'))
+        # Warm up (allocations, kernels): the cold start is not what the RTC delay estimate should see.
+        t0 = time.perf_counter()
+        self._policy.infer({'images': {c: np.zeros((size, size, 3), np.uint8) for c in cameras},
+                            'state': np.zeros(len(joints), np.float32), 'task': 'warm up'})
+        self._warmup_s = time.perf_counter() - t0
+        self.get_logger().info(f'loaded {path}: H={self._policy.config.action_horizon}, D={robot.action_dim}, '
+                               f'cameras {cameras}; first inference {self._warmup_s * 1e3:.0f} ms')
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        self._running = True
+        self._last_chunk = None  # never join a chunk from before the pause
+        self._thread = threading.Thread(target=self._inference_loop, name='inference', daemon=True)
+        self._thread.start()
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_thread()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_thread(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+            self._thread = None
+
+    def _release(self) -> None:
+        self._stop_thread()
+        if self._policy is None:
+            return
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self.destroy_lifecycle_publisher(self._chunk_pub)
+        self._diagnostics.destroy()
+        self._policy = None
+
+    # --- inputs -----------------------------------------------------------------------------------------------
+    def _on_image(self, camera: str, msg: Image) -> None:
+        error = self._cameras.add(camera, msg, stamp_to_sec(msg.header.stamp))
+        if error:
+            self._report(f'camera {camera}: {error}')
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        error = self._state.add(msg.name, msg.position, stamp_to_sec(msg.header.stamp))
+        if error:
+            self._report(error)
+
+    def _on_task(self, msg: Task) -> None:
+        with self._lock:
+            if self._task is None or msg.task_id != self._task.task_id:
+                self._subtask = None
+                self._subgoals = None
+                self._last_chunk = None
+            self._task = msg
+
+    def _on_subtask(self, msg: Subtask) -> None:
+        with self._lock:
+            self._subtask = None if msg.task_done else msg
+
+    def _on_subgoals(self, msg: SubgoalImages) -> None:
+        try:
+            images = {name: image_to_rgb(img, size=self._cameras.image_size, resize=True)
+                      for name, img in zip(msg.camera_names, msg.images)}
+        except ImageError as exc:
+            self._report(f'subgoal images: {exc}')
+            return
+        with self._lock:
+            self._subgoals = (msg.subtask, images)
+
+    def _on_memory(self, msg: VisualMemory) -> None:
+        k = msg.frames_per_camera
+        try:
+            frames = {name: [image_to_rgb(img, size=self._cameras.image_size, resize=True)
+                             for img in msg.frames[i * k:(i + 1) * k]] for i, name in enumerate(msg.camera_names)}
+        except ImageError as exc:
+            self._report(f'visual memory: {exc}')
+            return
+        with self._lock:
+            self._memory = frames
+
+    def _report(self, message: str) -> None:
+        if message != self._last_error:
+            self.get_logger().error(message, throttle_duration_sec=2.0)
+            self._last_error = message
+            self._diagnostics.force_update()
+
+    # --- inference ----------------------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _observation(self) -> tuple[dict, float]:
+        images, state, stamp = assemble(self._cameras, self._state, self._now(),
+                                        max_age_s=param(self, 'max_input_age_s'),
+                                        stamp_tolerance_s=param(self, 'stamp_tolerance_s'))
+        with self._lock:
+            task, subtask, subgoals, memory = self._task, self._subtask, self._subgoals, self._memory
+        obs = {'images': images, 'state': state, 'task': task.instruction if task else None,
+               'subtask': subtask.text if subtask else None}
+        if task is not None and param(self, 'use_metadata'):
+            obs['metadata'] = metadata_dict(task.metadata)
+        # Subgoals only for the subtask they were drawn for: a stale subgoal points the wrong way.
+        if subgoals is not None and param(self, 'use_subgoals') and subtask is not None and \
+                subgoals[0] == subtask.text:
+            obs['subgoal_images'] = subgoals[1]
+        if memory is not None and param(self, 'use_visual_memory'):
+            obs['memory_images'] = memory
+        return obs, stamp
+
+    def _inference_loop(self) -> None:
+        last_start = 0.0
+        while self._running:
+            period = param(self, 'min_chunk_period_s')
+            if time.monotonic() - last_start < period:
+                time.sleep(0.01)
+                continue
+            try:
+                obs, _ = self._observation()
+            except ObservationError as exc:
+                self._report(str(exc))
+                time.sleep(0.05)
+                continue
+            last_start = time.monotonic()
+            self._infer_and_publish(obs)
+
+    def _infer_and_publish(self, obs: dict) -> None:
+        t_obs = self._now()
+        wall0 = time.monotonic()
+        mode = param(self, 'mode')
+        injected = float(param(self, 'injected_delay_s'))
+        request = plan_request(self._last_chunk if mode == 'rtc' else None, t_obs, self._dt,
+                               self._latency.estimate() + injected, int(param(self, 'execution_horizon')))
+        if request.prev_actions is not None:
+            obs.update(prev_actions=request.prev_actions, delay_steps=request.delay_steps,
+                       execution_horizon=request.execution_horizon, mode='rtc')
+        else:
+            obs['mode'] = 'sync'
+        try:
+            out = self._policy.infer(obs)
+        except Exception as exc:  # report and keep the node alive; the executor holds, then stops
+            self._report(f'inference failed: {type(exc).__name__}: {exc}')
+            time.sleep(0.5)
+            return
+        if injected > 0:
+            time.sleep(injected)
+        actions = np.asarray(out['actions'], dtype=np.float32)
+        if not np.isfinite(actions).all():
+            self._report('the model produced NaN actions: chunk dropped')
+            return
+        latency = time.monotonic() - wall0
+        self._latency.add(latency)
+        self._inference_ms = (self._inference_ms + [latency * 1e3])[-50:]
+        if not self._running:
+            return
+        msg = ActionChunk(sequence=self._sequence, names=[n for n in param(self, 'action_names') if n],
+                          control_mode=param(self, 'control_mode'), horizon=actions.shape[0],
+                          action_dim=actions.shape[1], dt=self._dt, frozen_prefix=int(out.get('frozen_steps', 0)),
+                          inference_latency=float(latency), mode=out.get('mode', obs['mode']))
+        msg.header.stamp = sec_to_stamp(request.start_time)
+        msg.observation_stamp = sec_to_stamp(t_obs)
+        msg.actions = actions.ravel().tolist()
+        with self._lock:
+            msg.task_id = self._task.task_id if self._task else ''
+            msg.subtask = self._subtask.text if self._subtask else ''
+        self._chunk_pub.publish(msg)
+        self._sequence += 1
+        self._last_chunk = PublishedChunk(request.start_time, self._dt, actions.astype(np.float64))
+        self._last_frozen = msg.frozen_prefix
+        self._chunk_times = [t for t in self._chunk_times if t > time.monotonic() - 10.0] + [time.monotonic()]
+        self._last_error = ''
+
+    # --- diagnostics ------------------------------------------------------------------------------------------
+    def _inference_status(self):
+        recent = [t for t in self._chunk_times if t > time.monotonic() - 10.0]
+        values = {'chunks': self._sequence, 'chunk_rate_hz': f'{len(recent) / 10.0:.2f}',
+                  'mode': param(self, 'mode'), 'rtc_delay_steps': self._last_frozen,
+                  'latency_estimate_ms': f'{self._latency.estimate() * 1e3:.0f}'}
+        if self._inference_ms:
+            values['latency_p50_ms'] = f'{np.percentile(self._inference_ms, 50):.0f}'
+            values['latency_max_ms'] = f'{max(self._inference_ms):.0f}'
+        if self._last_error:
+            return ERROR, self._last_error, values
+        if not recent:
+            return WARN, 'no chunk in the last 10 s', values
+        return OK, 'running', values
+
+    def _input_status(self):
+        now = self._now()
+        values = {f'age_{c}_s': f'{a:.2f}' for c, a in self._cameras.ages(now).items()}
+        if self._state.latest is not None:
+            values['age_joint_states_s'] = f'{now - self._state.latest.stamp:.2f}'
+        try:
+            assemble(self._cameras, self._state, now, max_age_s=param(self, 'max_input_age_s'),
+                     stamp_tolerance_s=param(self, 'stamp_tolerance_s'))
+        except ObservationError as exc:
+            return ERROR, str(exc), values
+        return OK, 'inputs fresh', values
+
+
+def main(args=None):
+    return run_node(ActionExpertNode, args)
+
+
+if __name__ == '__main__':
+    main()

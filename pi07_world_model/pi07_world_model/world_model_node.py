@@ -1,0 +1,189 @@
+"""The `world_model` lifecycle node: subgoal images (π0.7), one per camera, for the current subtask.
+
+On each new subtask, and every `period_s` while it lasts, it generates from the newest images, the subtask text
+and the task's metadata the images the cameras should show when the subtask is done, and publishes them as
+SubgoalImages (stamped with the observation they come from). Topics and parameters: docs/interfaces.md#world_model.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
+from pi07_common.images import rgb_to_image
+from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
+from pi07_common.observations import CameraBuffer, ObservationError, assemble
+from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from sensor_msgs.msg import Image
+
+from pi07_msgs.msg import EpisodeMetadata, SubgoalImages, Subtask, Task
+
+
+def _metadata(meta: EpisodeMetadata) -> dict | None:
+    out = {}
+    if meta.speed:
+        out['speed'] = int(meta.speed)
+    if meta.quality:
+        out['quality'] = int(meta.quality)
+    if meta.mistake != EpisodeMetadata.MISTAKE_UNSPECIFIED:
+        out['mistake'] = meta.mistake == EpisodeMetadata.MISTAKE_YES
+    if meta.control_mode:
+        out['control_mode'] = meta.control_mode
+    return out or None
+
+
+class WorldModelNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__('world_model', **kwargs)
+        declare(self, 'checkpoint', '', 'World-model checkpoint directory.')
+        declare(self, 'embodiment', '', 'Embodiment of this robot; a checkpoint trained for another is refused.')
+        declare(self, 'cameras', ['scene', 'wrist'], 'Cameras to draw subgoals for.')
+        declare(self, 'image_size', 96, 'Image size (px, square).')
+        declare(self, 'resize_images', False, 'Resize camera images to image_size (else other sizes are errors).')
+        declare(self, 'period_s', 3.0, 'Regenerate this often while a subtask lasts (and on each new subtask).')
+        declare(self, 'flow_steps', 0, 'Euler steps of the generator (0: the checkpoint\'s default).')
+        declare(self, 'max_input_age_s', 1.0, 'Images older than this are stale: nothing is generated.')
+        declare(self, 'seed', 0, 'Seed of the generator noise (-1: random).')
+        self._model = None
+        self._thread = None
+
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        path = param(self, 'checkpoint')
+        try:
+            from pi07_policy.checkpoint import load_checkpoint
+            from pi07_world_model.modeling_world_model import WorldModel
+
+            if not path:
+                raise ValueError('no checkpoint given (parameter checkpoint)')
+            load_checkpoint(path, expected_embodiment=param(self, 'embodiment') or None, check_hash=False)
+            self._model = WorldModel.from_pretrained(path)
+            known = list(self._model.config.camera_names)
+            missing = [c for c in param(self, 'cameras') if c not in known]
+            if missing:
+                raise ValueError(f'checkpoint has no camera(s) {missing} (it knows {known})')
+        except Exception as exc:
+            self.get_logger().error(f'cannot load checkpoint {path!r}: {exc}')
+            self._model = None
+            return TransitionCallbackReturn.FAILURE
+        self._cameras = CameraBuffer(list(param(self, 'cameras')), int(param(self, 'image_size')),
+                                     bool(param(self, 'resize_images')))
+        self._lock = threading.Lock()
+        self._task = None
+        self._subtask = None
+        self._wake = threading.Event()
+        self._pub = self.create_lifecycle_publisher(SubgoalImages, 'subgoal_images', IMAGE_OUT)
+        self._input_subs = [
+            self.create_subscription(Image, f'camera/{c}/image_raw', lambda m, c=c: self._cameras.add(
+                c, m, stamp_to_sec(m.header.stamp)), SENSOR) for c in self._cameras.cameras]
+        self._input_subs += [self.create_subscription(Task, 'task', self._on_task, LATCHED),
+                             self.create_subscription(Subtask, 'subtask', self._on_subtask, LATCHED)]
+        self._generated = 0
+        self._last_time_s = 0.0
+        self._last_error = ''
+        self._diagnostics = Diagnostics(self, hardware_id='pi07_world_model')
+        self._diagnostics.add('subgoals', self._status)
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = super().on_activate(state)
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name='world_model', daemon=True)
+        self._thread.start()
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_thread()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_thread(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._wake.set()
+            self._thread.join(timeout=30.0)
+            self._thread = None
+
+    def _release(self) -> None:
+        self._stop_thread()
+        if self._model is None:
+            return
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self.destroy_lifecycle_publisher(self._pub)
+        self._diagnostics.destroy()
+        self._model = None
+
+    def _on_task(self, msg: Task) -> None:
+        with self._lock:
+            self._task = msg
+
+    def _on_subtask(self, msg: Subtask) -> None:
+        with self._lock:
+            changed = self._subtask is None or msg.text != self._subtask.text
+            self._subtask = None if msg.task_done else msg
+        if changed:
+            self._wake.set()  # a new subtask: new subgoals now
+
+    def _loop(self) -> None:
+        while self._running:
+            self._wake.wait(timeout=param(self, 'period_s'))
+            self._wake.clear()
+            if not self._running:
+                break
+            with self._lock:
+                task, subtask = self._task, self._subtask
+            if subtask is None or not subtask.text:
+                continue
+            try:
+                self._generate(task, subtask)
+            except ObservationError as exc:
+                self._last_error = str(exc)
+            except Exception as exc:
+                self._last_error = f'generation failed: {type(exc).__name__}: {exc}'
+                self.get_logger().error(self._last_error, throttle_duration_sec=5.0)
+
+    def _generate(self, task: Task | None, subtask: Subtask) -> None:
+        images, _, stamp = assemble(self._cameras, None, self.get_clock().now().nanoseconds * 1e-9,
+                                    max_age_s=param(self, 'max_input_age_s'), stamp_tolerance_s=1e9)
+        t0 = time.perf_counter()
+        seed = int(param(self, 'seed'))
+        out = self._model.generate({'images': images, 'subtask': subtask.text,
+                                    'task': task.instruction if task else None,
+                                    'metadata': _metadata(task.metadata) if task else None},
+                                   num_steps=int(param(self, 'flow_steps')) or None, seed=None if seed < 0 else seed)
+        self._last_time_s = time.perf_counter() - t0
+        msg = SubgoalImages(task_id=task.task_id if task else '', subtask=subtask.text,
+                            generation_time_s=float(self._last_time_s))
+        msg.header.stamp = sec_to_stamp(stamp)
+        for camera in self._cameras.cameras:
+            msg.camera_names.append(camera)
+            msg.images.append(rgb_to_image(out['subgoal_images'][camera], stamp=msg.header.stamp,
+                                           frame_id=f'{camera}_subgoal'))
+        if self._running:
+            self._pub.publish(msg)
+            self._generated += 1
+            self._last_error = ''
+
+    def _status(self):
+        values = {'generated': self._generated, 'last_generation_s': f'{self._last_time_s:.3f}'}
+        if self._cameras.errors:
+            return ERROR, '; '.join(f'camera {c}: {e}' for c, e in self._cameras.errors.items()), values
+        if self._last_error:
+            return WARN, self._last_error, values
+        return OK, 'ok', values
+
+
+def main(args=None):
+    return run_node(WorldModelNode, args)
+
+
+if __name__ == '__main__':
+    main()
