@@ -12,10 +12,7 @@ is done (pi0.7). It is a latent flow-matching generator:
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
-from typing import Any
 
 # Metadata vocabularies. Index 0 is always "unspecified": a missing field (or one dropped at training time)
 # maps to it, so every subset of metadata is a valid input.
@@ -27,18 +24,19 @@ CONTROL_MODE_VALUES = ('joint', 'ee')   # EpisodeMetadata.control_mode
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """A small convolutional VAE: image (3, S, S) in [-1, 1] <-> latent (latent_channels, S/f, S/f)."""
+    """A small patch VAE: image (3, S, S) in [-1, 1] <-> latent (latent_channels, S/patch_size, S/patch_size)."""
 
-    # Channels of each encoder resolution level; len(channels) - 1 downsamplings by 2 (f = 2 ** (len - 1)).
-    channels: tuple[int, ...] = (32, 64, 128, 128)
-    latent_channels: int = 4
+    patch_size: int = 8          # downsampling factor: each latent cell encodes a patch_size^2 pixel patch
+    hidden: int = 128            # channels of the convolutions (all at latent resolution)
+    res_blocks: int = 2          # residual blocks in the encoder and in the decoder
+    latent_channels: int = 8
     # Weight of the KL term relative to the per-pixel reconstruction loss (kept small: we want sharp images
     # and a latent space that is merely smooth, not a good prior).
     kl_weight: float = 1e-4
 
     @property
     def downsample(self) -> int:
-        return 2 ** (len(self.channels) - 1)
+        return self.patch_size
 
 
 @dataclass(frozen=True)
@@ -67,8 +65,10 @@ class UNetConfig:
 
 @dataclass(frozen=True)
 class WorldModelConfig:
-    """Everything that fixes the world model's shapes and its sampling; saved as config.json in checkpoints."""
+    """Everything that fixes the world model's shapes and its sampling; saved in the checkpoint's config.json
+    (pi07_policy.checkpoint.config_to_dict / config_from_dict)."""
 
+    model_type: str = 'pi07_world_model'
     camera_names: tuple[str, ...] = ('scene', 'wrist')
     image_size: int = 96
     vae: VAEConfig = field(default_factory=VAEConfig)
@@ -92,6 +92,8 @@ class WorldModelConfig:
             raise ValueError(f'latent size {latent_size} must be divisible by 2 ** (UNet levels - 1)')
         if len(self.unet.attention) != len(self.unet.channels):
             raise ValueError('unet.attention must have one entry per unet.channels level')
+        if self.model_type != 'pi07_world_model':
+            raise ValueError(f'model_type {self.model_type!r} is not a pi07 world model')
         if len(set(self.camera_names)) != len(self.camera_names) or not self.camera_names:
             raise ValueError(f'camera_names must be non-empty and unique, got {self.camera_names}')
 
@@ -99,45 +101,9 @@ class WorldModelConfig:
     def latent_size(self) -> int:
         return self.image_size // self.vae.downsample
 
-    # --- (de)serialisation: plain JSON, nested dataclasses, tuples restored ---------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps({'model_type': 'pi07_world_model', **self.to_dict()}, indent=2)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
-        data = dict(data)
-        model_type = data.pop('model_type', 'pi07_world_model')
-        if model_type != 'pi07_world_model':
-            raise ValueError(f'config is for model_type={model_type!r}, not a pi07 world model')
-        sub = {'vae': VAEConfig, 'text': TextEncoderConfig, 'unet': UNetConfig}
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name not in data:
-                continue
-            value = data.pop(f.name)
-            if f.name in sub:
-                value = _build(sub[f.name], value)
-            elif isinstance(value, list):
-                value = tuple(value)
-            kwargs[f.name] = value
-        if data:
-            raise ValueError(f'unknown world-model config keys: {sorted(data)}')
-        return cls(**kwargs)
-
-
-def _build(klass, data: dict[str, Any]):
-    names = {f.name for f in dataclasses.fields(klass)}
-    unknown = set(data) - names
-    if unknown:
-        raise ValueError(f'unknown {klass.__name__} keys: {sorted(unknown)}')
-    return klass(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
 
 def tiny() -> WorldModelConfig:
-    """Default: 96 px, 12x12x4 latents; two cameras in well under 0.5 s on one CPU thread."""
+    """Default: 96 px, 12x12x8 latents; two cameras in well under 0.5 s on one CPU thread."""
     return WorldModelConfig()
 
 
@@ -146,8 +112,8 @@ def test_config(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 
     return WorldModelConfig(
         camera_names=camera_names,
         image_size=image_size,
-        vae=VAEConfig(channels=(16, 32, 32), latent_channels=4),
-        text=TextEncoderConfig(vocab_size=256, max_tokens=24, dim=64, depth=1, heads=4),
+        vae=VAEConfig(patch_size=4, hidden=64, res_blocks=1, latent_channels=8),
+        text=TextEncoderConfig(vocab_size=512, max_tokens=24, dim=64, depth=1, heads=4),
         unet=UNetConfig(channels=(64, 96), attention=(True, True), heads=4, groups=16, cond_dim=128),
         num_flow_steps=8,
     )

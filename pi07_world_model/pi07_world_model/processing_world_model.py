@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer
+
+from pi07_policy.models.common.text_tokenizer import BOS, PAD, train_text_tokenizer
 
 from .configuration_world_model import (
     CONTROL_MODE_VALUES,
@@ -23,36 +25,27 @@ from .configuration_world_model import (
     WorldModelConfig,
 )
 
-PAD, UNK, BOS = '[PAD]', '[UNK]', '[BOS]'
-TOKENIZER_FILE = 'tokenizer.json'
+TOKENIZER_FILE = 'text_tokenizer.json'
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Text
+# Text (the byte-level BPE tokenizer is pi07_policy's, trained on the project's corpus: any string encodes)
 # ---------------------------------------------------------------------------------------------------------------
 
 def render_prompt(task: str | None, subtask: str | None) -> str:
     """The text the world model reads; an absent (None or empty) component is left out entirely."""
     parts = []
     if task:
-        parts.append(f'task: {task.strip()}.')
+        parts.append(f'Task: {task.strip()}.')
     if subtask:
-        parts.append(f'subtask: {subtask.strip()}.')
+        parts.append(f'Subtask: {subtask.strip()}.')
     return ' '.join(parts)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1024) -> Tokenizer:
-    """A word-level tokenizer (lower-cased, split on whitespace and punctuation) fitted on the project's texts.
-
-    Word level is enough for short robot instructions and keeps every word one token; unseen words map to UNK.
-    """
-    tok = Tokenizer(models.WordLevel(unk_token=UNK))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK, BOS])
-    # The prompt template's own words ("task", "subtask", ".", ":") are always in the vocabulary.
-    tok.train_from_iterator(['task: subtask: .', *texts], trainer=trainer)
-    return tok
+    """The shared pi07 text tokenizer fitted on the given texts (prompts are rendered as the model reads them)."""
+    texts = list(texts)
+    return train_text_tokenizer([*texts, *(render_prompt(None, t) for t in texts)], vocab_size=vocab_size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -138,17 +131,15 @@ class WorldModelProcessor:
     def from_texts(cls, config: WorldModelConfig, texts: Iterable[str]) -> WorldModelProcessor:
         return cls(config, train_tokenizer(texts, vocab_size=config.text.vocab_size))
 
-    def save(self, directory: str | Path) -> None:
-        self.tokenizer.save(str(Path(directory) / TOKENIZER_FILE))
+    def tokenizer_json(self) -> str:
+        """The tokenizer as one json string (saved in the checkpoint as text_tokenizer.json)."""
+        return self.tokenizer.to_str()
 
     @classmethod
-    def load(cls, config: WorldModelConfig, directory: str | Path) -> WorldModelProcessor:
-        path = Path(directory) / TOKENIZER_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f'world-model checkpoint {directory} has no {TOKENIZER_FILE}')
+    def from_tokenizer_file(cls, config: WorldModelConfig, path: str | Path) -> WorldModelProcessor:
         try:
             tok = Tokenizer.from_file(str(path))
-        except Exception as exc:  # tokenizers raises a bare Exception on malformed JSON
+        except Exception as exc:  # tokenizers raises a bare Exception on malformed json
             raise ValueError(f'{path} is not a valid tokenizers file: {exc}') from exc
         return cls(config, tok)
 
@@ -180,7 +171,7 @@ class WorldModelProcessor:
         'metadata'} -> batch tensors. Every sample must have the same cameras in 'images'. With train=True each
         conditioning component is dropped at random (config.drop_prob_*), as in pi0.7."""
         cfg, S = self.config, self.config.image_size
-        rng = rng or random.Random()
+        rng = rng or random   # the global stream, seeded by the training loop (seed + rank)
         cameras = self.camera_order(samples[0]['images'])
         images, subgoals, present, keep, ids, masks, meta = [], [], [], [], [], [], []
         for s in samples:
