@@ -6,8 +6,8 @@
 The simulator and the expert run in this process (no DDS) and the bag is written directly, with the same
 topics, types and serialised bytes a live recording of ``sim`` + ``expert`` would hold: both cameras (10 Hz),
 joint_states and sim/object_poses (50 Hz), the command topic (10 Hz; forward_position_controller/commands for
-arm7, ee_target for the gantry), task (with the variant's EpisodeMetadata), episode_metadata, subtask (on
-change and every second) and task_status (2 Hz and on progress). Message stamps and bag times are simulated
+arm7, ee_target for the gantry), task (with the variant's EpisodeMetadata), episode_metadata, subtask (latched,
+on change) and task_status (2 Hz and on progress). Message stamps and bag times are simulated
 time from a fixed epoch per episode. Each bag's metadata.yaml carries the outcome under custom_data
 ``pi07.episode`` (JSON); ``summary.json`` in the output directory lists every episode.
 """
@@ -31,7 +31,6 @@ from .tasks import FAMILIES
 
 JOINT_STATE_PERIOD_S = 0.02
 STATUS_PERIOD_S = 0.5
-SUBTASK_REPEAT_S = 1.0
 SETTLE_AFTER_SUCCESS_S = 0.5  # keep recording briefly after success: the final frames show the result
 EPOCH_S = 1_700_000_000.0  # stamps = epoch + episode index * 1000 s + simulated time
 
@@ -69,15 +68,16 @@ def record_episode(env: TabletopEnv, out_dir: Path, variant: str, seed: int, ind
     with BagWriter(out_dir / name) as writer:
         rec = EpisodeRecorder(writer, base_s)
         for topic in ('camera/scene/image_raw', 'camera/wrist/image_raw', 'joint_states', 'sim/object_poses',
-                      'task_status', 'subtask', cmd_topic):
+                      'task_status', cmd_topic):
             rec.add(topic)
+        rec.add('subtask', latched=True)
         rec.add('task', latched=True)
         rec.add('episode_metadata', latched=True)
         metadata = rm.metadata_msg(env.embodiment, env.action_spec.control_mode, meta['speed'], meta['quality'],
                                    meta['mistake'])
         rec.write('task', rm.task_msg(env.task, tid, base_s, metadata, 'plan'), 0.0)
         rec.write('episode_metadata', metadata, 0.0)
-        subtask_text, subtask_index, subtask_time = None, -1, -1e9
+        subtask_text, subtask_index = None, -1
         status_time, last_progress, success_time = -1e9, -1, None
         substeps = max(1, int(round(env.control_period / JOINT_STATE_PERIOD_S)))
         while True:
@@ -91,9 +91,9 @@ def record_episode(env: TabletopEnv, out_dir: Path, variant: str, seed: int, ind
                 rec.write(cmd_topic, rm.ee_target_msg(ee, base_s + t), t)
             else:
                 rec.write(cmd_topic, rm.forward_command_msg(action), t)
-            if text and (text != subtask_text or t - subtask_time >= SUBTASK_REPEAT_S - 1e-9):
-                subtask_index += text != subtask_text
-                subtask_text, subtask_time = text, t
+            if text and text != subtask_text:
+                subtask_index += 1
+                subtask_text = text
                 rec.write('subtask', rm.subtask_msg(tid, text, subtask_index, base_s + t), t)
             env.set_target(action)
             for _ in range(substeps):

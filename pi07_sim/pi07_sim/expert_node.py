@@ -4,10 +4,13 @@ It keeps a mirror of the simulated world (a render-less TabletopEnv of the same 
 Task's ``task_id`` = embodiment/family/seed/episode, then synchronised from ``joint_states`` and
 ``sim/object_poses``), asks the scripted expert for the next action at the control rate, and sends it the way
 a policy would: ``forward_position_controller/commands``, ``joint_trajectory_controller/joint_trajectory`` or
-``ee_target``. It publishes the subtask it works on (``subtask``, source "expert") and the episode's metadata
-(``episode_metadata``, latched). With ``episodes`` > 0 it runs that many episodes by calling ``reset_episode``.
+``ee_target``. It publishes the subtask it works on (``subtask``, latched, on change, source "expert") and the
+episode's metadata (``episode_metadata``, latched). With ``episodes`` > 0 it runs that many episodes by calling
+``reset_episode``.
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import rclpy
@@ -28,7 +31,6 @@ from .env import TabletopEnv
 from .expert import VARIANTS, make_expert
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
-SUBTASK_REPEAT_S = 1.0  # the current subtask is re-published this often, for late joiners
 
 
 class ExpertNode(LifecycleNode):
@@ -44,6 +46,7 @@ class ExpertNode(LifecycleNode):
             'command_interface': ('auto', "'forward', 'trajectory' or 'ee' ('auto': forward for arm7, ee for "
                                           "gantry)"),
             'exit_when_done': (True, 'shut down after the last of `episodes`'),
+            'linger_s': (1.0, 'before shutting down, keep serving the latched topics this long (wall seconds)'),
             'autostart': (True, 'configure and activate on start'),
         }
         for name, (default, description) in params.items():
@@ -63,7 +66,7 @@ class ExpertNode(LifecycleNode):
         self.joint_state: JointState | None = None
         self.object_poses: np.ndarray | None = None
         self.status: TaskStatus | None = None
-        self.subtask_text, self.subtask_index, self.last_subtask_time = None, -1, -1e9
+        self.subtask_text, self.subtask_index = None, -1
         self.episodes_started = 0
         self.pending = None
         self.results = []
@@ -72,7 +75,7 @@ class ExpertNode(LifecycleNode):
         self.pub_trajectory = self.create_lifecycle_publisher(JointTrajectory,
                                                               'joint_trajectory_controller/joint_trajectory', 10)
         self.pub_ee = self.create_lifecycle_publisher(EndEffectorTarget, 'ee_target', 10)
-        self.pub_subtask = self.create_lifecycle_publisher(Subtask, 'subtask', 10)
+        self.pub_subtask = self.create_lifecycle_publisher(Subtask, 'subtask', LATCHED)
         self.pub_metadata = self.create_lifecycle_publisher(EpisodeMetadata, 'episode_metadata', LATCHED)
         self.create_subscription(Task, 'task', self._on_task, LATCHED)
         self.create_subscription(JointState, 'joint_states', lambda m: setattr(self, 'joint_state', m), 10)
@@ -191,16 +194,16 @@ class ExpertNode(LifecycleNode):
             self.pub_trajectory.publish(JointTrajectory(joint_names=self.mirror.joint_names, points=[point]))
         else:
             self.pub_forward.publish(rm.forward_command_msg(action))
-        now = self.get_clock().now().nanoseconds * 1e-9
-        if text and (text != self.subtask_text or now - self.last_subtask_time >= SUBTASK_REPEAT_S):
+        if text and text != self.subtask_text:
             self._publish_subtask(text)
 
     def _publish_subtask(self, text: str, done: bool = False) -> None:
         if text != self.subtask_text:
             self.subtask_index += 1
             self.subtask_text = text
+            if text:
+                self.get_logger().info(f'subtask {self.subtask_index}: {text}')
         now = self.get_clock().now().nanoseconds * 1e-9
-        self.last_subtask_time = now
         self.pub_subtask.publish(rm.subtask_msg(self.task.task_id, text, max(self.subtask_index, 0), now, done))
 
 
@@ -215,6 +218,9 @@ def main(args=None) -> None:
             rclpy.spin_once(node, timeout_sec=0.1)
         if node.results:
             node.get_logger().info(f'done: {sum(node.results)}/{len(node.results)} episodes succeeded')
+        end = time.monotonic() + float(node.param('linger_s'))
+        while rclpy.ok() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:

@@ -85,7 +85,7 @@ class SimNode(LifecycleNode):
                         'joints': 1.0 / float(self.param('joint_state_rate_hz')),
                         'status': 1.0 / float(self.param('status_rate_hz'))}
         pub = self.create_lifecycle_publisher
-        self._pubs = {f'camera/{c}': pub(Image, f'camera/{c}/image_raw', 5) for c in env.camera_names}
+        self._pubs = {f'camera/{c}': pub(Image, f'camera/{c}/image_raw', 2) for c in env.camera_names}
         self._pubs.update({
             'joints': pub(JointState, 'joint_states', 10),
             'objects': pub(PoseArray, 'sim/object_poses', 10),
