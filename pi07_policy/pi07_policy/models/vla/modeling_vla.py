@@ -94,6 +94,7 @@ class PrefixCache:
     values: list[torch.Tensor]
     mask: torch.Tensor              # (B, Lp) bool
     next_position: torch.Tensor     # (B,) number of valid prefix tokens
+    suffix: dict | None = None      # rotary tables and attention mask of the suffix, made once per chunk
 
     def detached(self) -> PrefixCache:
         return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
@@ -216,9 +217,12 @@ class VLAModel(nn.Module):
         b, h, _ = x_t.shape
         x = self.action_in_proj(x_t)                                                # (B, H, E)
         cond = self.time_mlp(sinusoidal_embedding(t, self.config.expert.hidden_size).to(x.dtype))  # (B, E)
-        positions = cache.next_position[:, None] + torch.arange(h, device=x.device)[None]
-        cos, sin = rotary_cos_sin(positions, self.config.decoder.head_dim, self.config.decoder.rope_theta)
-        mask = torch.cat([cache.mask, cache.mask.new_ones(b, h)], dim=1)[:, None, None, :]  # (B, 1, 1, Lp + H)
+        if cache.suffix is None or cache.suffix['horizon'] != h:   # same for every denoising step of a chunk
+            positions = cache.next_position[:, None] + torch.arange(h, device=x.device)[None]
+            cos, sin = rotary_cos_sin(positions, self.config.decoder.head_dim, self.config.decoder.rope_theta)
+            mask = torch.cat([cache.mask, cache.mask.new_ones(b, h)], dim=1)[:, None, None, :]  # (B, 1, 1, Lp + H)
+            cache.suffix = {'horizon': h, 'cos': cos, 'sin': sin, 'mask': mask}
+        cos, sin, mask = cache.suffix['cos'], cache.suffix['sin'], cache.suffix['mask']
         for layer, k, v in zip(self.expert_layers, cache.keys, cache.values):
             x = layer(x, cond, cos, sin, mask, k, v)
         x, _ = self.expert_norm(x, cond)

@@ -56,16 +56,18 @@ class VLAPolicy:
         shape = (1, self.config.action_horizon, self.config.action_dim)
         return torch.randn(shape, generator=self.generator)
 
-    @torch.no_grad()
     def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
-        batch = self.processor.observation_batch(obs)
-        cache = self.model.encode_prefix(batch)
-        noise = self._noise()
         prev = obs.get('prev_actions')
         mode = obs.get('mode') or ('rtc' if prev is not None and len(prev) else 'sync')
+        rtc = mode == 'rtc' and prev is not None and len(prev) > 0
+        # inference_mode is a little faster, but RTC needs autograd through the expert (cache made under no_grad)
+        with torch.no_grad() if rtc else torch.inference_mode():
+            batch = self.processor.observation_batch(obs)
+            cache = self.model.encode_prefix(batch)
+        noise = self._noise()
         frozen = 0
-        if mode == 'rtc' and prev is not None and len(prev):
+        if rtc:
             prev_model = torch.from_numpy(self.processor.actions_to_model(np.asarray(prev, np.float32)))[None]
             frozen = int(min(obs.get('delay_steps', 0) or 0, len(prev)))
             overlap = int(obs.get('execution_horizon') or len(prev))

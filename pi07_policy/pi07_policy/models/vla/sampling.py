@@ -16,13 +16,14 @@ Works with any checkpoint trained for plain flow matching (no training-time chan
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 
 from .modeling_vla import PrefixCache, VLAModel
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sample_plain(model: VLAModel, cache: PrefixCache, noise: torch.Tensor, num_steps: int) -> torch.Tensor:
     """noise (B, H, A) -> actions (B, H, A), normalised units."""
     x, dt = noise, -1.0 / num_steps
@@ -43,6 +44,19 @@ def rtc_weights(horizon: int, delay: int, overlap: int) -> torch.Tensor:
     return torch.where(i >= overlap, torch.zeros_like(w), w)
 
 
+@contextmanager
+def frozen_parameters(model: torch.nn.Module):
+    """Parameters stop requiring grad for a while: the VJP then records only the path from x_t (cheaper)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 def sample_rtc(model: VLAModel, cache: PrefixCache, noise: torch.Tensor, previous: torch.Tensor, delay: int,
                overlap: int, num_steps: int, max_guidance: float = 5.0) -> torch.Tensor:
     """Guided sampling: previous (B, R, A) normalised remaining actions of the last chunk (R <= H), `delay` d
@@ -54,20 +68,21 @@ def sample_rtc(model: VLAModel, cache: PrefixCache, noise: torch.Tensor, previou
     target[:, :r] = previous[:, :h]
     weights = rtc_weights(h, delay, overlap).to(noise)[None, :, None]             # (1, H, 1)
     x, dt = noise, -1.0 / num_steps
-    for i in range(num_steps):
-        t_val = 1.0 + i * dt
-        t = torch.full((b,), t_val, device=x.device)
-        x_in = x.detach().requires_grad_(True)
-        with torch.enable_grad():
-            u = model.predict_velocity(cache, x_in, t)
-            x0_hat = x_in - t_val * u
-            (g,) = torch.autograd.grad(x0_hat, x_in, grad_outputs=weights * (target - x0_hat.detach()))
-        tau = 1.0 - t_val
-        if tau <= 0:
-            scale = max_guidance
-        else:
-            r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
-            scale = min(max_guidance, (1 - tau) / (tau * r2))
-        x = (x + dt * (u.detach() - scale * g)).detach()
+    with frozen_parameters(model):
+        for i in range(num_steps):
+            t_val = 1.0 + i * dt
+            t = torch.full((b,), t_val, device=x.device)
+            x_in = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                u = model.predict_velocity(cache, x_in, t)
+                x0_hat = x_in - t_val * u
+                (g,) = torch.autograd.grad(x0_hat, x_in, grad_outputs=weights * (target - x0_hat.detach()))
+            tau = 1.0 - t_val
+            if tau <= 0:
+                scale = max_guidance
+            else:
+                r2 = (1 - tau) ** 2 / (tau ** 2 + (1 - tau) ** 2)
+                scale = min(max_guidance, (1 - tau) / (tau * r2))
+            x = (x + dt * (u.detach() - scale * g)).detach()
     x[:, :delay] = target[:, :delay]
     return x
