@@ -1,3 +1,7 @@
-"""The embedded simulated robot of pi07: a MuJoCo tabletop with two embodiments, multi-step task families,
-scripted experts, ROS 2 sim and expert nodes, and a bag recorder and player that need no rosbag2.
-"""
+"""pi07_sim: the embedded simulated robot (MuJoCo tabletop, two embodiments, experts, ROS 2 nodes, bags)."""
+import os
+
+# Offscreen rendering on CPU (Mesa EGL), single-threaded so it leaves a core for the models. Set before MuJoCo is
+# imported anywhere in the package; an explicit setting in the environment wins.
+os.environ.setdefault('MUJOCO_GL', 'egl')
+os.environ.setdefault('LP_NUM_THREADS', '1')

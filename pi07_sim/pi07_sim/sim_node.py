@@ -240,7 +240,9 @@ class SimNode(LifecycleNode):
             if lag < self.tick_s * 0.5:
                 return
             if lag > MAX_CATCH_UP_S:  # overloaded: let simulated time slip rather than pile up work
-                self._wall_anchor += lag - MAX_CATCH_UP_S
+                slip = lag - MAX_CATCH_UP_S
+                self._wall_anchor += slip
+                self._episode_wall_start += slip  # stamps stay wall time, as a driver's would
                 lag = MAX_CATCH_UP_S
             ticks = max(1, int(lag / self.tick_s))
         else:
