@@ -107,7 +107,7 @@ def tiny() -> WorldModelConfig:
     return WorldModelConfig()
 
 
-def test_config(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 'wrist')) -> WorldModelConfig:
+def micro(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 'wrist')) -> WorldModelConfig:
     """Smallest useful model, for unit tests (trains to overfitting in tens of seconds on one thread)."""
     return WorldModelConfig(
         camera_names=camera_names,
@@ -119,4 +119,4 @@ def test_config(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 
     )
 
 
-CONFIGS = {'tiny': tiny, 'test': test_config}
+CONFIGS = {'tiny': tiny, 'micro': micro}

@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--out', required=True)
     parser.add_argument('--config', default='tiny', choices=sorted(CONFIGS))
-    parser.add_argument('--image-size', type=int, default=None, help='only with --config test')
+    parser.add_argument('--image-size', type=int, default=None, help='only with --config micro')
     parser.add_argument('--vae-steps', type=int, default=2000)
     parser.add_argument('--steps', type=int, default=5000, help='flow steps')
     parser.add_argument('--samples', type=int, default=2048, help='synthetic samples')
