@@ -61,7 +61,7 @@ def run(out_dir: str, steps: int) -> dict:
     result = train(model, ToyDataset(), cfg, out_dir, title='toy')
     summary = {'rank': info.rank, 'world_size': info.world_size, 'step': result.step,
                'first_loss': result.first(), 'last_loss': result.last(),
-               'weight_checksum': float(sum(p.double().sum() for p in model.parameters()))}
+               'weight_checksum': float(sum(p.detach().double().sum() for p in model.parameters()))}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     (Path(out_dir) / f'rank{info.rank}.json').write_text(json.dumps(summary))
     return summary
