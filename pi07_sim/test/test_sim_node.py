@@ -154,3 +154,21 @@ def test_arm_sim_publishes_clock_and_follows_trajectories(spawn, probe):
     bad = JointTrajectory(joint_names=['elbow'], points=[JointTrajectoryPoint(positions=[0.0])])
     trajectories.publish(bad)
     assert sim.wait_for_output('unknown joints elbow', 5.0), sim.output()
+
+    # The arm also takes end-effector targets (inverse kinematics in the sim), and refuses unreachable ones.
+    from pi07_msgs.msg import EndEffectorTarget
+    from pi07_sim.env import TabletopEnv
+    from pi07_sim.ros_messages import ee_target_msg
+
+    kinematics = TabletopEnv('arm7', 'ordered_place', render=False).ik
+    ee_targets = node.create_publisher(EndEffectorTarget, 'ee_target', 10)
+    goal = np.array([0.05, 0.08, 0.2])
+    spin_until(executor, lambda: ee_targets.get_subscription_count() > 0, 10.0)
+    ee_targets.publish(ee_target_msg(np.array([*goal, 0.3, 0.0])))
+
+    def tcp_error() -> float:
+        return float(np.linalg.norm(kinematics.forward(np.array(joints[-1].position[:7]))[0] - goal))
+
+    assert spin_until(executor, lambda: tcp_error() < 0.01, 10.0), tcp_error()
+    ee_targets.publish(ee_target_msg(np.array([1.5, 0.0, 0.2, 0.0, 0.0])))
+    assert sim.wait_for_output('out of reach', 5.0), sim.output()

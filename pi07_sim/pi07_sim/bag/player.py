@@ -41,7 +41,8 @@ def play(bag: str, rate: float = 1.0, topics: list[str] | None = None, wait_for:
     node = Node('player')
     try:
         with Reader(bag) as reader:
-            connections = [c for c in reader.connections if not topics or c.topic in topics]
+            connections = [c for c in reader.connections
+                           if c.msgcount > 0 and (not topics or c.topic in topics)]  # nothing to wait for otherwise
             publishers = {}
             for connection in connections:
                 if connection.topic not in publishers:
