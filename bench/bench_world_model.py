@@ -3,7 +3,8 @@
 Settings: fp32, 1 thread, batch 1, the `tiny` config (or --checkpoint), 10 Euler steps, full conditioning
 (task + subtask + metadata + both current images). Figures: seconds per `WorldModel.generate` call (the whole
 dict-in/dict-out call: resize + tokenisation + VAE encoding + flow steps + VAE decoding + uint8 conversion),
-median / p90 / min over --repeats after a warm-up, against the 0.5 s budget; the same for one camera; a
+median / p90 / min over --repeats after a warm-up, against the 0.5 s budget; the same for one camera and with
+the optional classifier-free guidance (two UNet passes per step); a
 breakdown of one call; parameter counts; resident memory before the model is built and the process's peak.
 Timing does not depend on the weights, so untrained weights are used unless --checkpoint is given.
 
@@ -79,6 +80,7 @@ def main() -> None:
 
     two = timed(lambda: model.generate(obs, num_steps=args.steps, seed=0), args.repeats)
     one = timed(lambda: model.generate(one_cam, num_steps=args.steps, seed=0), args.repeats)
+    guided = timed(lambda: model.generate(obs, num_steps=args.steps, seed=0, guidance_scale=2.0), args.repeats)
 
     # Breakdown of one two-camera call (median of a few).
     parts: dict[str, list[float]] = {'preprocess': [], 'condition (VAE encode + text)': [], 'flow steps': [],
@@ -105,7 +107,7 @@ def main() -> None:
         'device': 'cpu', 'threads': torch.get_num_threads(), 'dtype': 'float32', 'image_size': cfg.image_size,
         'cameras': list(cfg.camera_names), 'flow_steps': args.steps, 'checkpoint': args.checkpoint,
         'parameters': model.num_parameters(),
-        'two_cameras': two, 'one_camera': one,
+        'two_cameras': two, 'one_camera': one, 'two_cameras_guided_cfg2': guided,
         'budget_s': BUDGET_S, 'median_over_budget': two['median_s'] / BUDGET_S,
         'within_budget': two['median_s'] <= BUDGET_S,
         'breakdown_two_cameras_s': breakdown,
@@ -117,6 +119,8 @@ def main() -> None:
           f"min {two['min_s'] * 1e3:.0f} ms   budget {BUDGET_S * 1e3:.0f} ms  (median/budget "
           f"{result['median_over_budget']:.2f})")
     print(f"  one camera:  median {one['median_s'] * 1e3:.0f} ms  p90 {one['p90_s'] * 1e3:.0f} ms")
+    print(f"  two cameras, classifier-free guidance 2.0 (optional): median {guided['median_s'] * 1e3:.0f} ms  "
+          f"p90 {guided['p90_s'] * 1e3:.0f} ms")
     print('  breakdown (two cameras): ' + ', '.join(f'{k} {v * 1e3:.1f} ms' for k, v in breakdown.items()))
     print(f"  memory: RSS {rss_before_model:.0f} MB before the model, {rss_model:.0f} MB with it, "
           f"peak {result['peak_rss_mb']:.0f} MB")

@@ -76,6 +76,8 @@ class WorldModelConfig:
     unet: UNetConfig = field(default_factory=UNetConfig)
     # Sampling: fixed number of Euler steps from noise (t=0) to data (t=1).
     num_flow_steps: int = 10
+    # Classifier-free guidance on the prompt (text + metadata) at sampling; 1.0 = off (half the cost).
+    guidance_scale: float = 1.0
     # Training: probability of dropping each conditioning component on its own (pi0.7-style prompt dropout),
     # so that any subset of {current images, subtask, task, each metadata field} is a valid input.
     drop_prob_image: float = 0.1

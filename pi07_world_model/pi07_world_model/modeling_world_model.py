@@ -89,6 +89,13 @@ class Attention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(B, N, D))
 
 
+def without_prompt(batch: dict) -> dict:
+    """The batch with text (all but BOS) and metadata dropped, images kept: the 'unconditional' branch of CFG."""
+    mask = torch.zeros_like(batch['text_mask'])
+    mask[:, 0] = True
+    return {**batch, 'text_mask': mask, 'metadata': torch.zeros_like(batch['metadata'])}
+
+
 def sample_flow_time(n: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Training times t in (0, 1), logit-normal: most samples at mid times, where the velocity is hardest."""
     return torch.sigmoid(torch.randn(n, device=device, generator=generator))
@@ -402,11 +409,17 @@ class WorldModel(nn.Module):
 
     # --- sampling -----------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, batch: dict, num_steps: int | None = None, seed: int | None = None) -> torch.Tensor:
-        """Euler integration from noise to subgoal images: returns (B, V, 3, S, S) in [-1, 1]."""
+    def sample(self, batch: dict, num_steps: int | None = None, seed: int | None = None,
+               guidance_scale: float | None = None) -> torch.Tensor:
+        """Euler integration from noise to subgoal images: returns (B, V, 3, S, S) in [-1, 1].
+
+        guidance_scale > 1 applies classifier-free guidance on the prompt (text + metadata, not the images):
+        v = v_no_prompt + scale * (v_prompt - v_no_prompt), which follows the subtask more strictly at twice the
+        UNet cost. It relies on the prompt dropout of training."""
         images = batch['images']
         B, V = images.shape[:2]
         steps = num_steps or self.config.num_flow_steps
+        scale = self.config.guidance_scale if guidance_scale is None else guidance_scale
         C, hw = self.config.vae.latent_channels, self.config.latent_size
         gen = torch.Generator(device=images.device)
         if seed is not None:
@@ -415,21 +428,27 @@ class WorldModel(nn.Module):
             gen.seed()
         z = torch.randn(B * V, C, hw, hw, generator=gen, device=images.device)   # t = 0: pure noise
         cond = self.condition(batch)
+        uncond = self.condition(without_prompt(batch)) if scale != 1.0 else None
         dt = 1.0 / steps
         for i in range(steps):
             t = torch.full((B,), i * dt, device=images.device)
-            z = z + dt * self.velocity(z, t, cond)
+            v = self.velocity(z, t, cond)
+            if uncond is not None:
+                v_free = self.velocity(z, t, uncond)
+                v = v_free + scale * (v - v_free)
+            z = z + dt * v
         return self.decode_latents(z).view(B, V, 3, *images.shape[-2:])
 
     @torch.no_grad()
-    def generate(self, observation: dict, num_steps: int | None = None, seed: int | None = None) -> dict:
+    def generate(self, observation: dict, num_steps: int | None = None, seed: int | None = None,
+                 guidance_scale: float | None = None) -> dict:
         """{'images': {cam: uint8 HxWx3}, 'subtask': str, 'task': str|None, 'metadata': dict|None}
         -> {'subgoal_images': {cam: uint8 SxSx3}} for the cameras given (any subset of config.camera_names)."""
         if self.processor is None:
             raise RuntimeError('WorldModel.generate needs a processor (tokenizer); load the model with '
                                'WorldModel.from_pretrained or pass processor=WorldModelProcessor(...)')
         batch, cameras = self.processor.prepare_inference(observation, device=self.latent_mean.device)
-        images = self.sample(batch, num_steps=num_steps, seed=seed)       # (1, V, 3, S, S)
+        images = self.sample(batch, num_steps, seed, guidance_scale)      # (1, V, 3, S, S)
         return {'subgoal_images': self.processor.to_uint8_dict(images[0], cameras)}
 
     # --- checkpoints (pi07_policy.checkpoint: config.json + model.safetensors + files, verified, no pickle) -----
