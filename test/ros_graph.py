@@ -16,7 +16,8 @@ class Probe:
         if not rclpy.ok():
             rclpy.init(args=[])
         self.node = rclpy.create_node(name)
-        self.received: dict[str, list[tuple[float, object]]] = defaultdict(list)
+        # key -> [(monotonic time, ROS time, message)]
+        self.received: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
         self._lock = threading.Lock()
         self._executor = MultiThreadedExecutor(num_threads=2)
         self._executor.add_node(self.node)
@@ -27,18 +28,25 @@ class Probe:
         key = key or topic
 
         def on_msg(msg):
+            ros_now = self.node.get_clock().now().nanoseconds * 1e-9
             with self._lock:
-                self.received[key].append((time.monotonic(), msg))
+                self.received[key].append((time.monotonic(), ros_now, msg))
         self.node.create_subscription(msg_type, topic, on_msg, qos)
         return key
 
     def messages(self, key: str, since: float = 0.0) -> list:
         with self._lock:
-            return [m for t, m in self.received[key] if t >= since]
+            return [m for t, _, m in self.received[key] if t >= since]
 
     def times(self, key: str, since: float = 0.0) -> list[float]:
+        """Monotonic arrival times (for rates and ordering)."""
         with self._lock:
-            return [t for t, _ in self.received[key] if t >= since]
+            return [t for t, _, _ in self.received[key] if t >= since]
+
+    def ros_times(self, key: str, since: float = 0.0) -> list[float]:
+        """Arrival times on the ROS clock (to compare with message stamps)."""
+        with self._lock:
+            return [r for t, r, _ in self.received[key] if t >= since]
 
     def wait_for(self, predicate, timeout: float = 30.0, interval: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout

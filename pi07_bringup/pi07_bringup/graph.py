@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml
+
 from pi07_bringup.profile import NODE_NAMES, Profile, ProfileError
 
 # node name -> (package, executable, is a lifecycle node)
@@ -100,3 +102,17 @@ def build_graph(profile: Profile, *, nodes: list[str] | None = None, use_sim_tim
 def params_file_content(spec: NodeSpec) -> dict:
     """The ROS 2 parameters-file structure for one node (the file is given to that node alone)."""
     return {'/**': {'ros__parameters': spec.parameters}}
+
+
+class _QuotedStrings(yaml.SafeDumper):
+    pass
+
+
+# rcl reads parameter files as YAML 1.1, where y, n, on, off ... are booleans: quote every string value.
+_QuotedStrings.add_representer(str, lambda dumper, value: dumper.represent_scalar('tag:yaml.org,2002:str', value,
+                                                                                 style="'"))
+
+
+def params_file_text(spec: NodeSpec) -> str:
+    """The parameters file for one node, safe for rcl's YAML reader."""
+    return yaml.dump(params_file_content(spec), Dumper=_QuotedStrings, sort_keys=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from pi07_bringup.graph import NodeSpec, build_graph, params_file_content
+from pi07_bringup.graph import NodeSpec, build_graph, params_file_text
 from pi07_bringup.lifecycle_client import LifecycleClient, LifecycleError
 from pi07_bringup.profile import load_profile
 
@@ -88,7 +88,7 @@ class EmbeddedRunner:
     def start(self) -> None:
         for spec in self.specs:
             params = self.log_dir / f'{spec.name}.params.yaml'
-            params.write_text(yaml.safe_dump(params_file_content(spec), sort_keys=False))
+            params.write_text(params_file_text(spec))
             args = [executable_path(spec.package, spec.executable)] + spec.ros_arguments(self.namespace, str(params))
             self.processes[spec.name] = NodeProcess(spec, args, self.log_dir / f'{spec.name}.log', self.env,
                                                     self.echo)
@@ -117,11 +117,13 @@ class EmbeddedRunner:
                 self._check_alive()
                 if time.monotonic() > deadline:
                     raise LifecycleError(f'{spec.name}: lifecycle services did not appear in {timeout:.0f} s')
-        for spec in lifecycle:
+        for spec in lifecycle:  # a node may have started itself (an autostart parameter): follow its state
             self._check_alive()
-            self._clients[spec.name].transition('configure', timeout=max(10.0, deadline - time.monotonic()))
+            if self._clients[spec.name].state() == 'unconfigured':
+                self._clients[spec.name].transition('configure', timeout=max(10.0, deadline - time.monotonic()))
         for spec in lifecycle:
-            self._clients[spec.name].transition('activate', timeout=30.0)
+            if self._clients[spec.name].state() == 'inactive':
+                self._clients[spec.name].transition('activate', timeout=30.0)
 
     def transition(self, name: str, transition: str, timeout: float = 30.0) -> None:
         self._clients[name].transition(transition, timeout)
@@ -139,7 +141,8 @@ class EmbeddedRunner:
         # The executor first: a deactivated executor commands nothing, whatever the other nodes do meanwhile.
         if 'chunk_executor' in self._clients and self.processes['chunk_executor'].alive():
             try:
-                self._clients['chunk_executor'].transition('deactivate', timeout=3.0)
+                if self._clients['chunk_executor'].state(timeout=3.0) == 'active':
+                    self._clients['chunk_executor'].transition('deactivate', timeout=3.0)
             except Exception as exc:  # still stop everything below
                 print(f'[runner] could not deactivate chunk_executor: {exc!r}', file=sys.stderr)
         for client in self._clients.values():

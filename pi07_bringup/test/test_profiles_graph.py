@@ -155,3 +155,12 @@ def test_launch_file_builds_the_graph_from_the_profile(monkeypatch):
     # one configure event and one activate handler per lifecycle node
     assert sum(1 for a in actions if getattr(a, 'kind', '') == 'EmitEvent') == len(nodes)
     assert sum(1 for a in actions if getattr(a, 'kind', '') == 'RegisterEventHandler') == len(nodes)
+
+
+def test_params_file_quotes_strings_that_yaml_1_1_reads_as_booleans():
+    from pi07_bringup.graph import params_file_text
+
+    spec = build_graph(load_profile('sim_gantry'), nodes=['chunk_executor'])[0]
+    text = params_file_text(spec)
+    assert "- 'y'" in text and "- 'yaw'" in text
+    assert yaml.safe_load(text)['/**']['ros__parameters']['joint_names'] == ['x', 'y', 'z', 'yaw', 'gripper']

@@ -10,7 +10,7 @@ import threading
 import time
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import rgb_to_image
+from pi07_common.images import resize_rgb, rgb_to_image
 from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR
@@ -163,10 +163,13 @@ class WorldModelNode(Node):
         msg = SubgoalImages(task_id=task.task_id if task else '', subtask=subtask.text,
                             generation_time_s=float(self._last_time_s))
         msg.header.stamp = sec_to_stamp(stamp)
+        size = self._cameras.image_size
         for camera in self._cameras.cameras:
+            image = out['subgoal_images'][camera]
+            if image.shape[:2] != (size, size):  # a model trained at another resolution: publish at the profile's
+                image = resize_rgb(image, (size, size))
             msg.camera_names.append(camera)
-            msg.images.append(rgb_to_image(out['subgoal_images'][camera], stamp=msg.header.stamp,
-                                           frame_id=f'{camera}_subgoal'))
+            msg.images.append(rgb_to_image(image, stamp=msg.header.stamp, frame_id=f'{camera}_subgoal'))
         if self._running:
             self._pub.publish(msg)
             self._generated += 1

@@ -45,6 +45,7 @@ class HighLevelPolicyNode(Node):
         declare(self, 'max_subtasks', 20, 'Give up a task after this many subtasks.')
         self._policy = None
         self._thread = None
+        self._running = False   # active: only then are subtasks decided and published
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -149,14 +150,16 @@ class HighLevelPolicyNode(Node):
             self._reset_task(msg)
         self.get_logger().info(f'task {msg.task_id!r}: {msg.instruction!r} (subtasks from '
                                f'{["policy", "plan", "topic"][min(msg.subtask_source, 2)]})')
-        if getattr(self, '_running', False):
+        if self._running:
             self._start_task()
 
     def _start_task(self) -> None:
         with self._lock:
             task = self._task
-            if task.subtask_source == Task.SUBTASKS_FROM_PLAN and task.plan:
+            if task.subtask_source == Task.SUBTASKS_FROM_PLAN and task.plan and self._index < 0:
                 self._advance(task.plan[0], Subtask.SOURCE_PLAN)
+            elif self._current:  # re-activated mid-task: tell late joiners where we are
+                self._publish_subtask(self._current, Subtask.SOURCE_POLICY, 1.0, False)
 
     def _on_memory(self, msg: LanguageMemory) -> None:
         with self._lock:
@@ -165,7 +168,7 @@ class HighLevelPolicyNode(Node):
 
     def _on_status(self, msg: TaskStatus) -> None:
         with self._lock:
-            if self._task is None or (msg.task_id and msg.task_id != self._task.task_id):
+            if not self._running or self._task is None or (msg.task_id and msg.task_id != self._task.task_id):
                 return
             self._status_msg = msg
             task = self._task
@@ -178,6 +181,8 @@ class HighLevelPolicyNode(Node):
 
     def _on_subtask_command(self, msg: Subtask) -> None:
         with self._lock:
+            if not self._running:
+                return
             if self._task is None or self._task.subtask_source != Task.SUBTASKS_FROM_TOPIC:
                 self.get_logger().warning('subtask_command ignored: the current task does not take subtasks from '
                                           'the topic', throttle_duration_sec=5.0)
