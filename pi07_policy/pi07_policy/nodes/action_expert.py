@@ -63,6 +63,9 @@ class ActionExpertNode(Node):
         declare(self, 'use_subgoals', True, 'Give subgoal images (from the world model) to the model.')
         declare(self, 'use_visual_memory', True, 'Give short-term visual memory frames to the model.')
         declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random).')
+        declare(self, 'metadata_speed', -1, 'Steering: speed 1..5 for every task (-1: the task\'s own metadata).')
+        declare(self, 'metadata_quality', -1, 'Steering: quality 1..5 for every task (-1: the task\'s own).')
+        declare(self, 'metadata_mistake', -1, 'Steering: 0 no mistake, 1 mistake (-1: the task\'s own).')
         self._policy = None
         self._thread = None
 
@@ -232,8 +235,14 @@ class ActionExpertNode(Node):
             task, subtask, subgoals, memory = self._task, self._subtask, self._subgoals, self._memory
         obs = {'images': images, 'state': state, 'task': task.instruction if task else None,
                'subtask': subtask.text if subtask else None}
-        if task is not None and param(self, 'use_metadata'):
-            obs['metadata'] = metadata_dict(task.metadata)
+        if param(self, 'use_metadata'):
+            metadata = dict(metadata_dict(task.metadata) or {}) if task is not None else {}
+            for key in ('speed', 'quality'):
+                if param(self, f'metadata_{key}') >= 1:
+                    metadata[key] = int(param(self, f'metadata_{key}'))
+            if param(self, 'metadata_mistake') >= 0:
+                metadata['mistake'] = bool(param(self, 'metadata_mistake'))
+            obs['metadata'] = metadata or None
         # Subgoals only for the subtask they were drawn for: a stale subgoal points the wrong way.
         if subgoals is not None and param(self, 'use_subgoals') and subtask is not None and \
                 subgoals[0] == subtask.text:
