@@ -74,8 +74,11 @@ class WorldModelConfig:
     vae: VAEConfig = field(default_factory=VAEConfig)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
-    # Sampling: fixed number of Euler steps from noise (t=0) to data (t=1).
+    # Sampling: fixed number of Euler steps from the (noised) current scene at t=0 to the subgoal at t=1.
     num_flow_steps: int = 10
+    # Std of the noise added to the current image's latent to make the flow's source (in units of the normalised
+    # latent); the source is pure noise when the current image is absent. 0 would make generation deterministic.
+    source_noise: float = 0.5
     # Classifier-free guidance on the prompt (text + metadata) at sampling; 1.0 = off (half the cost).
     guidance_scale: float = 1.0
     # Training: probability of dropping each conditioning component on its own (pi0.7-style prompt dropout),

@@ -5,11 +5,14 @@ ties them together with the flow-matching loss and the Euler sampler.
 
 Shapes: B batch, V cameras, S image size, C latent channels, h = w = S / f latent size, L text tokens.
 
-Flow matching (rectified flow): z_t = t * z_data + (1 - t) * z_noise, the UNet predicts the velocity
-v = z_data - z_noise, and sampling integrates dz/dt = v from t = 0 (noise) to t = 1 (subgoal latents) with a fixed
-number of Euler steps. The current image of the same camera enters as extra input channels (its latent), all
-cameras of a sample meet in the attention layers (so the wrist view can follow the scene view), and the text and
-metadata enter through cross-attention and a global conditioning vector (adaptive GroupNorm).
+Flow matching (rectified flow) from the current scene to the subgoal: the source is the current image's latent plus
+noise, z_0 = z_current + source_noise * eps (pure noise eps when the current image is absent), z_t = t * z_subgoal +
+(1 - t) * z_0, the UNet predicts the velocity v = z_subgoal - z_0, and sampling integrates dz/dt = v from t = 0 to
+t = 1 with a fixed number of Euler steps. Starting from the current scene rather than from noise means an untrained
+model already predicts "nothing moves", and training only has to learn what changes, which is most of the speed-up
+on small data. The current latent also enters as extra input channels at every step, all cameras of a sample meet
+in the attention layers (so the wrist view can follow the scene view), and the text and metadata enter through
+cross-attention and a global conditioning vector (adaptive GroupNorm).
 """
 from __future__ import annotations
 
@@ -353,6 +356,12 @@ class WorldModel(nn.Module):
         context = context * keep[:, None, None, None].to(context.dtype)
         return {'cond': cond, 'text': text, 'text_mask': batch['text_mask'], 'context': context, 'keep': keep}
 
+    def flow_source(self, cond: dict, noise: torch.Tensor) -> torch.Tensor:
+        """z_0 = current latent + source_noise * noise where the current image is given, else pure noise."""
+        keep = cond['keep'][:, None, None, None]                     # (B*V, 1, 1, 1)
+        scale = torch.where(keep, self.config.source_noise, 1.0).to(noise.dtype)
+        return cond['context'] + scale * noise
+
     def velocity(self, z_t: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
         """v(z_t, t | conditioning): z_t (B*V, C, h, w), t (B,) -> (B*V, C, h, w)."""
         B, V, cd = cond['cond'].shape
@@ -398,10 +407,12 @@ class WorldModel(nn.Module):
             noise = torch.randn_like(z_data)
         if t is None:
             t = sample_flow_time(B, device=z_data.device)
+        cond = self.condition(batch)
+        z_source = self.flow_source(cond, noise)                     # (B*V, C, h, w)
         t_v = t.repeat_interleave(V)[:, None, None, None]            # (B*V, 1, 1, 1)
-        z_t = t_v * z_data + (1.0 - t_v) * noise
-        v_pred = self.velocity(z_t, t, self.condition(batch))
-        per_view = (v_pred - (z_data - noise)).pow(2).mean(dim=(1, 2, 3))    # (B*V,)
+        z_t = t_v * z_data + (1.0 - t_v) * z_source
+        v_pred = self.velocity(z_t, t, cond)
+        per_view = (v_pred - (z_data - z_source)).pow(2).mean(dim=(1, 2, 3))    # (B*V,)
         present = batch.get('subgoal_present')
         weight = torch.ones_like(per_view) if present is None else present.reshape(-1).to(per_view.dtype)
         loss = (per_view * weight).sum() / weight.sum().clamp(min=1.0)
@@ -426,8 +437,9 @@ class WorldModel(nn.Module):
             gen.manual_seed(seed)
         else:
             gen.seed()
-        z = torch.randn(B * V, C, hw, hw, generator=gen, device=images.device)   # t = 0: pure noise
+        noise = torch.randn(B * V, C, hw, hw, generator=gen, device=images.device)
         cond = self.condition(batch)
+        z = self.flow_source(cond, noise)                            # t = 0: the current scene, noised
         uncond = self.condition(without_prompt(batch)) if scale != 1.0 else None
         dt = 1.0 / steps
         for i in range(steps):

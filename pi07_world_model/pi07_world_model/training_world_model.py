@@ -149,7 +149,7 @@ def run_synthetic(out_dir: str, config_name: str, vae_steps: int, steps: int, sa
     history = [json.loads(line) for line in (Path(out_dir) / 'flow' / 'history.jsonl').read_text().splitlines()]
     summary = {'rank': info.rank, 'world_size': info.world_size, 'flow_first': history[0]['loss'],
                'flow_last': history[-1]['loss'],
-               'weight_checksum': float(sum(p.double().sum() for p in model.parameters()))}
+               'weight_checksum': float(sum(p.detach().double().sum() for p in model.parameters()))}
     (Path(out_dir) / f'rank{info.rank}.json').write_text(json.dumps(summary))
     return summary
 

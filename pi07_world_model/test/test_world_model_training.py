@@ -38,7 +38,7 @@ def test_overfits_a_small_synthetic_batch(tmp_path):
     data = MovingBlocksDataset(4, 32)
     tc = WorldModelTrainConfig(batch_size=4, vae_lr=3e-3, flow_lr=2e-3, stats_samples=4, progress=False,
                                plot_every=0, seed=0)
-    model = train_world_model(data, cfg, tmp_path, steps=250, vae_steps=800, train_config=tc)
+    model = train_world_model(data, cfg, tmp_path, steps=300, vae_steps=800, train_config=tc)
 
     batch = model.processor.collate([data[i] for i in range(4)])
     # The same model before flow training: trained VAE and latent statistics, fresh text encoder / UNet.
