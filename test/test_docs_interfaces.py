@@ -26,9 +26,12 @@ def section(name: str) -> str:
 def rclpy_context():
     import rclpy
 
-    rclpy.init()
+    owns = not rclpy.ok()
+    if owns:
+        rclpy.init()
     yield
-    rclpy.try_shutdown()
+    if owns:
+        rclpy.try_shutdown()
 
 
 @pytest.mark.parametrize('name', NODES)

@@ -21,11 +21,14 @@ def ros_node():
     import rclpy
     from rclpy.node import Node
 
-    rclpy.init()
+    owns = not rclpy.ok()
+    if owns:
+        rclpy.init()
     node = Node('interface_test')
     yield node
     node.destroy_node()
-    rclpy.try_shutdown()
+    if owns:
+        rclpy.try_shutdown()
 
 
 def spin_until(node, predicate, timeout=TIMEOUT):
