@@ -25,6 +25,11 @@ from sensor_msgs.msg import Image, JointState
 from pi07_msgs.msg import ActionChunk, EpisodeMetadata, SubgoalImages, Subtask, Task, VisualMemory
 from pi07_policy.control.rtc_planner import LatencyEstimator, PublishedChunk, plan_request
 
+try:  # a full ROS 2 install: synchronise cameras and joint states with message_filters
+    import message_filters
+except ImportError:  # PyPI wheels: pi07_common.observations matches the newest samples by stamp instead
+    message_filters = None
+
 
 def metadata_dict(meta: EpisodeMetadata) -> dict | None:
     """EpisodeMetadata as the policy's metadata dict; unspecified fields are left out (dropped from the prompt)."""
@@ -63,6 +68,8 @@ class ActionExpertNode(Node):
         declare(self, 'use_subgoals', True, 'Give subgoal images (from the world model) to the model.')
         declare(self, 'use_visual_memory', True, 'Give short-term visual memory frames to the model.')
         declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random).')
+        declare(self, 'use_message_filters', True, 'Synchronise images and joint states with message_filters\' '
+                'ApproximateTimeSynchronizer where it is installed (else: newest samples within the tolerance).')
         declare(self, 'metadata_speed', -1, 'Steering: speed 1..5 for every task (-1: the task\'s own metadata).')
         declare(self, 'metadata_quality', -1, 'Steering: quality 1..5 for every task (-1: the task\'s own).')
         declare(self, 'metadata_mistake', -1, 'Steering: 0 no mistake, 1 mistake (-1: the task\'s own).')
@@ -87,11 +94,24 @@ class ActionExpertNode(Node):
         self._memory = None
         self._lock = threading.Lock()
         self._chunk_pub = self.create_lifecycle_publisher(ActionChunk, 'action_chunk', STREAM)
-        self._input_subs = [
-            self.create_subscription(Image, f'camera/{c}/image_raw',
-                                     lambda m, c=c: self._on_image(c, m), SENSOR) for c in self._cameras.cameras]
+        self._input_subs = []
+        self._synchronizer = None
+        if message_filters is not None and param(self, 'use_message_filters'):
+            # Only time-matched sets of (every camera, joint state) reach the buffers.
+            sources = [message_filters.Subscriber(self, Image, f'camera/{c}/image_raw', qos_profile=SENSOR)
+                       for c in self._cameras.cameras]
+            sources.append(message_filters.Subscriber(self, JointState, 'joint_states', qos_profile=SENSOR))
+            self._synchronizer = message_filters.ApproximateTimeSynchronizer(
+                sources, queue_size=10, slop=float(param(self, 'stamp_tolerance_s')))
+            self._synchronizer.registerCallback(self._on_synchronized)
+            self._filter_sources = sources
+        else:
+            self._input_subs += [
+                self.create_subscription(Image, f'camera/{c}/image_raw', lambda m, c=c: self._on_image(c, m),
+                                         SENSOR) for c in self._cameras.cameras]
+            self._input_subs.append(self.create_subscription(JointState, 'joint_states', self._on_joint_state,
+                                                             SENSOR))
         self._input_subs += [
-            self.create_subscription(JointState, 'joint_states', self._on_joint_state, SENSOR),
             self.create_subscription(Task, 'task', self._on_task, LATCHED),
             self.create_subscription(Subtask, 'subtask', self._on_subtask, LATCHED),
             self.create_subscription(SubgoalImages, 'subgoal_images', self._on_subgoals, STREAM),
@@ -169,11 +189,19 @@ class ActionExpertNode(Node):
             return
         for sub in self._input_subs:
             self.destroy_subscription(sub)
+        for source in getattr(self, '_filter_sources', []):
+            self.destroy_subscription(source.sub)
         self.destroy_lifecycle_publisher(self._chunk_pub)
         self._diagnostics.destroy()
         self._policy = None
 
     # --- inputs -----------------------------------------------------------------------------------------------
+    def _on_synchronized(self, *msgs) -> None:
+        *images, joint_state = msgs
+        for camera, image in zip(self._cameras.cameras, images):
+            self._on_image(camera, image)
+        self._on_joint_state(joint_state)
+
     def _on_image(self, camera: str, msg: Image) -> None:
         error = self._cameras.add(camera, msg, stamp_to_sec(msg.header.stamp))
         if error:
