@@ -419,10 +419,10 @@ class WorldModel(nn.Module):
         return {'loss': loss, 'flow': loss.detach()}
 
     # --- sampling -----------------------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, batch: dict, num_steps: int | None = None, seed: int | None = None,
                guidance_scale: float | None = None) -> torch.Tensor:
-        """Euler integration from noise to subgoal images: returns (B, V, 3, S, S) in [-1, 1].
+        """Euler integration from the noised current scene to the subgoal images: (B, V, 3, S, S) in [-1, 1].
 
         guidance_scale > 1 applies classifier-free guidance on the prompt (text + metadata, not the images):
         v = v_no_prompt + scale * (v_prompt - v_no_prompt), which follows the subtask more strictly at twice the
@@ -451,7 +451,7 @@ class WorldModel(nn.Module):
             z = z + dt * v
         return self.decode_latents(z).view(B, V, 3, *images.shape[-2:])
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, observation: dict, num_steps: int | None = None, seed: int | None = None,
                  guidance_scale: float | None = None) -> dict:
         """{'images': {cam: uint8 HxWx3}, 'subtask': str, 'task': str|None, 'metadata': dict|None}
