@@ -24,6 +24,7 @@ setup(
     entry_points={
         'console_scripts': [
             'run = pi07_bringup.runner:main',
+            'evaluate = pi07_bringup.evaluate:main',
         ],
     },
 )
