@@ -134,6 +134,7 @@ class HighLevelPolicyNode(Node):
         with self._lock:
             self._task = task
             self._index = -1
+            self._plan_step = -1    # plan tasks: the plan step worked on (interjected subtasks do not count)
             self._current = ''
             self._history: list[str] = []
             self._memory = ''
@@ -156,7 +157,8 @@ class HighLevelPolicyNode(Node):
     def _start_task(self) -> None:
         with self._lock:
             task = self._task
-            if task.subtask_source == Task.SUBTASKS_FROM_PLAN and task.plan and self._index < 0:
+            if task.subtask_source == Task.SUBTASKS_FROM_PLAN and task.plan and self._plan_step < 0:
+                self._plan_step = 0
                 self._advance(task.plan[0], Subtask.SOURCE_PLAN)
             elif self._current:  # re-activated mid-task: tell late joiners where we are
                 self._publish_subtask(self._current, Subtask.SOURCE_POLICY, 1.0, False)
@@ -176,7 +178,8 @@ class HighLevelPolicyNode(Node):
                 done = int(msg.subtasks_done)
                 if done >= len(task.plan):
                     self._finish()
-                elif done > self._index:
+                elif done > self._plan_step:
+                    self._plan_step = done
                     self._advance(task.plan[done], Subtask.SOURCE_PLAN)
 
     def _on_subtask_command(self, msg: Subtask) -> None:
@@ -301,8 +304,9 @@ class HighLevelPolicyNode(Node):
                 return
             if task.subtask_source == Task.SUBTASKS_FROM_PLAN:
                 # Boundary detection without a task monitor: the model moved on to a later plan step.
-                later = list(task.plan[self._index + 1:])
+                later = list(task.plan[self._plan_step + 1:])
                 if out['subtask'] in later and self._status_msg is None:
+                    self._plan_step = task.plan.index(out['subtask'], self._plan_step + 1)
                     self._advance(out['subtask'], Subtask.SOURCE_PLAN)
                 return
             if out['task_done']:
@@ -326,7 +330,7 @@ class HighLevelPolicyNode(Node):
             if self._status_msg is not None and self._status_msg.subtasks_total:
                 return float(self._status_msg.progress)
             if self._task is not None and self._task.plan:
-                return max(0, self._index) / len(self._task.plan)
+                return max(0, self._plan_step) / len(self._task.plan)
             return 0.0
 
     def _execute(self, goal_handle):
