@@ -1,0 +1,114 @@
+"""The evaluation's plan, metrics and report, without ROS: which configurations run (and share episodes), how
+path smoothness is measured, what the table and the comparisons say."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pi07_bringup.evaluate import (
+    ALL_NODES,
+    Episode,
+    MissingCheckpoints,
+    check_checkpoints,
+    comparisons,
+    markdown_table,
+    path_metrics,
+    run_order,
+    select_configs,
+    summarize,
+    write_report,
+)
+
+
+def test_configuration_sets_and_stack_starts():
+    configs = select_configs('all')
+    names = [c.name for c in configs]
+    assert names[:4] == ['language_only', 'metadata', 'subgoals', 'memory']
+    assert {f'{m}_d{d}' for m in ('rtc', 'sync') for d in (0, 100, 200, 300)} <= set(names)
+    assert {'steer_q5', 'steer_q2'} <= set(names)
+    # One stack start per node selection, smallest first; the language-only stack has no world model or memory.
+    plan = run_order(configs)
+    assert [len(nodes) for nodes, _ in plan] == [4, 5, 6]
+    assert 'world_model' not in plan[0][0] and 'memory' not in plan[1][0] and plan[2][0] == ALL_NODES
+    language = next(c for c in configs if c.name == 'language_only').expert_parameters()
+    assert not (language['use_metadata'] or language['use_subgoals'] or language['use_visual_memory'])
+    sync = next(c for c in configs if c.name == 'sync_d300').expert_parameters()
+    assert sync['mode'] == 'sync' and sync['injected_delay_s'] == pytest.approx(0.3)
+    q2 = next(c for c in configs if c.name == 'steer_q2').expert_parameters()
+    assert q2['metadata_quality'] == 2 and q2['use_metadata']
+    # Identical settings run once: the full stack at 0 ms RTC delay with quality 5 is all three of these.
+    by = {c.name: c for c in configs}
+    assert by['memory'].run_key('ordered_place') == by['rtc_d0'].run_key('ordered_place') == \
+        by['steer_q5'].run_key('ordered_place')
+    assert by['steer_q2'].run_key('ordered_place') != by['steer_q5'].run_key('ordered_place')
+    assert 'restore_layout' in by['memory'].families and 'restore_layout' in by['subgoals'].families
+
+
+def test_config_selection_errors():
+    assert [c.name for c in select_configs('steering,steer_q2')] == ['steer_q5', 'steer_q2']
+    with pytest.raises(ValueError, match='unknown configuration'):
+        select_configs('language_only,nonsense')
+    with pytest.raises(ValueError, match='world_model'):
+        select_configs('subgoals', available_nodes=['sim', 'high_level_policy', 'action_expert', 'chunk_executor'])
+
+
+def test_path_metrics_rank_smooth_below_wobbly():
+    t = np.arange(0, 10, 0.02)
+    smooth = np.stack([0.05 * t, np.sin(0.3 * t)], axis=1)
+    wobbly = smooth + 0.01 * np.stack([np.sin(7 * t), np.cos(9 * t)], axis=1)
+    jerk_smooth, length_smooth = path_metrics(t, smooth)
+    jerk_wobbly, length_wobbly = path_metrics(t, wobbly)
+    assert jerk_wobbly > 5 * jerk_smooth and length_wobbly > length_smooth
+    line = np.stack([t, 2 * t], axis=1)
+    jerk_line, length_line = path_metrics(t, line)
+    assert jerk_line < 1e-6 and length_line == pytest.approx(math.hypot(1, 2) * 9.98, rel=0.02)
+    assert math.isnan(path_metrics(t[:3], line[:3])[0])
+
+
+def _episode(config, seed, success, done, time_s, latency, jerk):
+    return Episode(config, 'ordered_place', seed, state='succeeded' if success else 'failed', success=success,
+                   subtasks_done=done, subtasks_total=4, progress=done / 4, episode_time_s=time_s, wall_s=time_s,
+                   chunks=10 * int(time_s), latency_ms=latency, jerk_rms=jerk)
+
+
+def test_summary_comparisons_and_report_files(tmp_path):
+    q5 = [_episode('steer_q5', 10000, True, 4, 12.0, [40.0, 60.0], 1.0),
+          _episode('steer_q5', 10001, True, 4, 14.0, [50.0], 1.2)]
+    q2 = [_episode('steer_q2', 10000, False, 2, 30.0, [45.0], 3.0),
+          _episode('steer_q2', 10001, True, 4, 20.0, [55.0], 2.0)]
+    s5, s2 = summarize(q5), summarize(q2)
+    assert s5['success_rate'] == 1.0 and s2['success_rate'] == 0.5 and s2['progress'] == pytest.approx(0.75)
+    assert s5['latency_p50_ms'] == pytest.approx(50.0) and s5['success_time_s'] == pytest.approx(13.0)
+    assert s5['chunk_rate_hz'] == pytest.approx(10.0)
+    rows = [{'config': 'steer_q5', 'family': 'ordered_place', 'group': 'steering', 'description': 'q5',
+             'summary': s5, 'episodes': [e.record() for e in q5]},
+            {'config': 'steer_q2', 'family': 'ordered_place', 'group': 'steering', 'description': 'q2',
+             'summary': s2, 'episodes': [e.record() for e in q2]},
+            {'config': 'sync_d300', 'family': 'ordered_place', 'group': 'delay', 'description': 'sync',
+             'summary': summarize([_episode('sync_d300', 10000, False, 0, 30.0, [], float('nan'))]),
+             'episodes': []}]
+    comp = comparisons(rows)
+    assert comp['steering']['q5 - q2 success_rate'] == pytest.approx(0.5)
+    assert comp['steering']['q5 - q2 episode_time_s'] == pytest.approx(-12.0)
+    assert comp['steering']["in the label's direction"] == ['episode_time_s', 'jerk_rms', 'progress', 'success_rate']
+    assert comp['delay']['sync']['300 ms'] == 0.0 and comp['delay']['sync']['0 ms'] is None
+    report = {'profile': 'sim_arm7', 'embodiment': 'arm7', 'seeds': [10000, 10001], 'duration_s': 90.0,
+              'checkpoint_note': 'test', 'rows': rows, 'comparisons': comp}
+    json_path, md_path = write_report(report, tmp_path)
+    loaded = json.loads(json_path.read_text())  # valid JSON: NaN became null
+    assert loaded['rows'][2]['summary']['latency_p50_ms'] is None
+    md = md_path.read_text()
+    assert md == markdown_table(report)
+    assert '| steer_q5 | ordered_place | 2 | 100% | 1.00 |' in md and '| sync | – | – | – | 0% |' in md
+    assert 'Steering' in md
+
+
+def test_missing_checkpoints_are_named(tmp_path):
+    (tmp_path / 'vla').mkdir()
+    (tmp_path / 'vla' / 'config.json').write_text('{}')
+    paths = {'action_expert': str(tmp_path / 'vla'), 'world_model': str(tmp_path / 'wm')}
+    check_checkpoints(paths, ['sim', 'action_expert'])
+    with pytest.raises(MissingCheckpoints) as err:
+        check_checkpoints(paths, ['action_expert', 'world_model', 'high_level_policy'])
+    assert 'world_model' in str(err.value) and 'high_level_policy: (none given)' in str(err.value)
