@@ -12,7 +12,8 @@ def test_make_demo_runs_setup_then_the_demo():
     makefile = (ROOT / 'Makefile').read_text()
     assert 'demo:' in makefile and 'scripts/demo.sh' in makefile
     script = (ROOT / 'scripts' / 'demo.sh').read_text()
-    assert script.index('scripts/setup.sh') < script.index('scripts/env.sh') < script.index('pi07_bringup.demo')
+    assert script.index('bash scripts/setup.sh') < script.index('. scripts/env.sh') < script.index(
+        'python -m pi07_bringup.demo')
     assert os.access(ROOT / 'scripts' / 'demo.sh', os.X_OK)
 
 
