@@ -9,9 +9,10 @@ from pathlib import Path
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.images import ImageError, image_to_rgb, rgb_to_image
+from pi07_common.lifecycle import ManagedNode
 from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
 from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR, STREAM
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from pi07_memory.store import LanguageMemoryStore, VisualMemory
@@ -24,7 +25,7 @@ def default_storage_dir() -> str:
     return str(Path(os.environ.get('PI07_STATE_DIR', Path.home() / '.pi07')) / 'memory')
 
 
-class MemoryNode(Node):
+class MemoryNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__('memory', **kwargs)
         declare(self, 'cameras', ['scene', 'wrist'], 'Camera names; images come from camera/<name>/image_raw.')
@@ -73,15 +74,7 @@ class MemoryNode(Node):
         self._publish_language()  # restored memory of the current task, for late joiners (latched)
         return result
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._visual is None:
             return
         self.destroy_timer(self._timer)

@@ -11,29 +11,18 @@ import time
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.images import resize_rgb, rgb_to_image
+from pi07_common.lifecycle import WorkerNode
+from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
-from pi07_msgs.msg import EpisodeMetadata, SubgoalImages, Subtask, Task
+from pi07_msgs.msg import SubgoalImages, Subtask, Task
 
 
-def _metadata(meta: EpisodeMetadata) -> dict | None:
-    out = {}
-    if meta.speed:
-        out['speed'] = int(meta.speed)
-    if meta.quality:
-        out['quality'] = int(meta.quality)
-    if meta.mistake != EpisodeMetadata.MISTAKE_UNSPECIFIED:
-        out['mistake'] = meta.mistake == EpisodeMetadata.MISTAKE_YES
-    if meta.control_mode:
-        out['control_mode'] = meta.control_mode
-    return out or None
-
-
-class WorldModelNode(Node):
+class WorldModelNode(WorkerNode):
     def __init__(self, **kwargs):
         super().__init__('world_model', **kwargs)
         declare(self, 'checkpoint', '', 'World-model checkpoint directory.')
@@ -46,7 +35,6 @@ class WorldModelNode(Node):
         declare(self, 'max_input_age_s', 1.0, 'Images older than this are stale: nothing is generated.')
         declare(self, 'seed', 0, 'Seed of the generator noise (-1: random).')
         self._model = None
-        self._thread = None
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         path = param(self, 'checkpoint')
@@ -85,34 +73,12 @@ class WorldModelNode(Node):
         self._diagnostics.add('subgoals', self._status)
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state: State) -> TransitionCallbackReturn:
-        result = super().on_activate(state)
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name='world_model', daemon=True)
-        self._thread.start()
-        return result
-
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_thread()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_thread(self) -> None:
-        self._running = False
-        if self._thread is not None:
+    def stop_work(self, timeout: float = 30.0) -> None:
+        if hasattr(self, '_wake'):
             self._wake.set()
-            self._thread.join(timeout=30.0)
-            self._thread = None
+        super().stop_work(timeout)
 
-    def _release(self) -> None:
-        self._stop_thread()
+    def release(self) -> None:
         if self._model is None:
             return
         for sub in self._input_subs:
@@ -132,11 +98,11 @@ class WorldModelNode(Node):
         if changed:
             self._wake.set()  # a new subtask: new subgoals now
 
-    def _loop(self) -> None:
-        while self._running:
+    def work(self) -> None:
+        while self.running:
             self._wake.wait(timeout=param(self, 'period_s'))
             self._wake.clear()
-            if not self._running:
+            if not self.running:
                 break
             with self._lock:
                 task, subtask = self._task, self._subtask
@@ -157,7 +123,7 @@ class WorldModelNode(Node):
         seed = int(param(self, 'seed'))
         out = self._model.generate({'images': images, 'subtask': subtask.text,
                                     'task': task.instruction if task else None,
-                                    'metadata': _metadata(task.metadata) if task else None},
+                                    'metadata': metadata_to_dict(task.metadata) if task else None},
                                    num_steps=int(param(self, 'flow_steps')) or None, seed=None if seed < 0 else seed)
         self._last_time_s = time.perf_counter() - t0
         msg = SubgoalImages(task_id=task.task_id if task else '', subtask=subtask.text,
@@ -170,7 +136,7 @@ class WorldModelNode(Node):
                 image = resize_rgb(image, (size, size))
             msg.camera_names.append(camera)
             msg.images.append(rgb_to_image(image, stamp=msg.header.stamp, frame_id=f'{camera}_subgoal'))
-        if self._running:
+        if self.running:
             self._pub.publish(msg)
             self._generated += 1
             self._last_error = ''

@@ -16,13 +16,15 @@ import time
 import numpy as np
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.images import ImageError, image_to_rgb
+from pi07_common.lifecycle import WorkerNode
+from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
 from pi07_common.observations import CameraBuffer, JointStateBuffer, ObservationError, assemble
 from pi07_common.qos import LATCHED, SENSOR, STREAM
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 
-from pi07_msgs.msg import ActionChunk, EpisodeMetadata, SubgoalImages, Subtask, Task, VisualMemory
+from pi07_msgs.msg import ActionChunk, SubgoalImages, Subtask, Task, VisualMemory
 from pi07_policy.control.rtc_planner import LatencyEstimator, PublishedChunk, plan_request
 
 try:  # a full ROS 2 install: synchronise cameras and joint states with message_filters
@@ -31,21 +33,7 @@ except ImportError:  # PyPI wheels: pi07_common.observations matches the newest 
     message_filters = None
 
 
-def metadata_dict(meta: EpisodeMetadata) -> dict | None:
-    """EpisodeMetadata as the policy's metadata dict; unspecified fields are left out (dropped from the prompt)."""
-    out = {}
-    if meta.speed != EpisodeMetadata.SPEED_UNSPECIFIED:
-        out['speed'] = int(meta.speed)
-    if meta.quality != EpisodeMetadata.QUALITY_UNSPECIFIED:
-        out['quality'] = int(meta.quality)
-    if meta.mistake != EpisodeMetadata.MISTAKE_UNSPECIFIED:
-        out['mistake'] = meta.mistake == EpisodeMetadata.MISTAKE_YES
-    if meta.control_mode:
-        out['control_mode'] = meta.control_mode
-    return out or None
-
-
-class ActionExpertNode(Node):
+class ActionExpertNode(WorkerNode):
     def __init__(self, **kwargs):
         super().__init__('action_expert', **kwargs)
         declare(self, 'checkpoint', '', 'VLA checkpoint directory (config.json, model.safetensors, ...).')
@@ -74,7 +62,6 @@ class ActionExpertNode(Node):
         declare(self, 'metadata_quality', -1, 'Steering: quality 1..5 for every task (-1: the task\'s own).')
         declare(self, 'metadata_mistake', -1, 'Steering: 0 no mistake, 1 mistake (-1: the task\'s own).')
         self._policy = None
-        self._thread = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -158,33 +145,10 @@ class ActionExpertNode(Node):
                                f'cameras {cameras}; first inference {self._warmup_s * 1e3:.0f} ms')
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        result = super().on_activate(state)
-        self._running = True
         self._last_chunk = None  # never join a chunk from before the pause
-        self._thread = threading.Thread(target=self._inference_loop, name='inference', daemon=True)
-        self._thread.start()
-        return result
+        return super().on_activate(state)
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_thread()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_thread(self) -> None:
-        self._running = False
-        if self._thread is not None:
-            self._thread.join(timeout=30.0)
-            self._thread = None
-
-    def _release(self) -> None:
-        self._stop_thread()
+    def release(self) -> None:
         if self._policy is None:
             return
         for sub in self._input_subs:
@@ -264,7 +228,7 @@ class ActionExpertNode(Node):
         obs = {'images': images, 'state': state, 'task': task.instruction if task else None,
                'subtask': subtask.text if subtask else None}
         if param(self, 'use_metadata'):
-            metadata = dict(metadata_dict(task.metadata) or {}) if task is not None else {}
+            metadata = dict(metadata_to_dict(task.metadata) or {}) if task is not None else {}
             for key in ('speed', 'quality'):
                 if param(self, f'metadata_{key}') >= 1:
                     metadata[key] = int(param(self, f'metadata_{key}'))
@@ -279,9 +243,9 @@ class ActionExpertNode(Node):
             obs['memory_images'] = memory
         return obs, stamp
 
-    def _inference_loop(self) -> None:
+    def work(self) -> None:  # the inference loop, while active
         last_start = 0.0
-        while self._running:
+        while self.running:
             period = param(self, 'min_chunk_period_s')
             if time.monotonic() - last_start < period:
                 time.sleep(0.01)
@@ -322,7 +286,7 @@ class ActionExpertNode(Node):
         latency = time.monotonic() - wall0
         self._latency.add(latency)
         self._inference_ms = (self._inference_ms + [latency * 1e3])[-50:]
-        if not self._running:
+        if not self.running:
             return
         msg = ActionChunk(sequence=self._sequence, names=[n for n in param(self, 'action_names') if n],
                           control_mode=param(self, 'control_mode'), horizon=actions.shape[0],

@@ -13,9 +13,10 @@ import time
 import numpy as np
 from builtin_interfaces.msg import Duration
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
+from pi07_common.lifecycle import ManagedNode
 from pi07_common.node_utils import declare, param, run_node, stamp_to_sec
 from pi07_common.qos import SENSOR, STREAM
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -30,7 +31,7 @@ INTERFACES = {
 }
 
 
-class ChunkExecutorNode(Node):
+class ChunkExecutorNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__('chunk_executor', **kwargs)
         declare(self, 'control_rate_hz', 10.0, 'Rate at which commands are sent to the controller (Hz).')
@@ -104,15 +105,7 @@ class ChunkExecutorNode(Node):
         self._core.deactivate()
         return super().on_deactivate(state)
 
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _release(self) -> None:
+    def release(self) -> None:
         if self._core is None:
             return
         self._core.deactivate()

@@ -17,21 +17,22 @@ import time
 import uuid
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
+from pi07_common.lifecycle import WorkerNode
+from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import declare, param, run_node, stamp_to_sec
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import LATCHED, SENSOR, STREAM
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from pi07_msgs.action import ExecuteTask
 from pi07_msgs.msg import LanguageMemory, Subtask, Task, TaskStatus
 from pi07_msgs.srv import Interject
-from pi07_policy.nodes.action_expert import metadata_dict
 
 
-class HighLevelPolicyNode(Node):
+class HighLevelPolicyNode(WorkerNode):
     def __init__(self, **kwargs):
         super().__init__('high_level_policy', **kwargs)
         declare(self, 'checkpoint', '', 'High-level checkpoint directory ("" only works with plan/topic tasks).')
@@ -44,8 +45,6 @@ class HighLevelPolicyNode(Node):
         declare(self, 'max_input_age_s', 2.0, 'Images older than this are stale: no decision is taken.')
         declare(self, 'max_subtasks', 20, 'Give up a task after this many subtasks.')
         self._policy = None
-        self._thread = None
-        self._running = False   # active: only then are subtasks decided and published
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -90,33 +89,11 @@ class HighLevelPolicyNode(Node):
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         result = super().on_activate(state)
-        self._running = True
-        self._thread = threading.Thread(target=self._loop, name='high_level', daemon=True)
-        self._thread.start()
         if self._task is not None:
             self._start_task()
         return result
 
-    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        self._stop_thread()
-        return super().on_deactivate(state)
-
-    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
-        self._release()
-        return TransitionCallbackReturn.SUCCESS
-
-    def _stop_thread(self) -> None:
-        self._running = False
-        if self._thread is not None:
-            self._thread.join(timeout=30.0)
-            self._thread = None
-
-    def _release(self) -> None:
-        self._stop_thread()
+    def release(self) -> None:
         if not hasattr(self, '_input_subs'):
             return
         for sub in self._input_subs:
@@ -135,6 +112,7 @@ class HighLevelPolicyNode(Node):
             self._task = task
             self._index = -1
             self._plan_step = -1    # plan tasks: the plan step worked on (interjected subtasks do not count)
+            self._transitions: list[tuple[int, str]] = []  # every (index, subtask), for ExecuteTask feedback
             self._current = ''
             self._history: list[str] = []
             self._memory = ''
@@ -151,7 +129,7 @@ class HighLevelPolicyNode(Node):
             self._reset_task(msg)
         self.get_logger().info(f'task {msg.task_id!r}: {msg.instruction!r} (subtasks from '
                                f'{["policy", "plan", "topic"][min(msg.subtask_source, 2)]})')
-        if self._running:
+        if self.running:
             self._start_task()
 
     def _start_task(self) -> None:
@@ -170,7 +148,7 @@ class HighLevelPolicyNode(Node):
 
     def _on_status(self, msg: TaskStatus) -> None:
         with self._lock:
-            if not self._running or self._task is None or (msg.task_id and msg.task_id != self._task.task_id):
+            if not self.running or self._task is None or (msg.task_id and msg.task_id != self._task.task_id):
                 return
             self._status_msg = msg
             task = self._task
@@ -184,7 +162,7 @@ class HighLevelPolicyNode(Node):
 
     def _on_subtask_command(self, msg: Subtask) -> None:
         with self._lock:
-            if not self._running:
+            if not self.running:
                 return
             if self._task is None or self._task.subtask_source != Task.SUBTASKS_FROM_TOPIC:
                 self.get_logger().warning('subtask_command ignored: the current task does not take subtasks from '
@@ -223,6 +201,7 @@ class HighLevelPolicyNode(Node):
                 self._update_memory(self._current)
             self._index += 1
             self._current = text
+            self._transitions.append((self._index, text))
             self._pending = ('', 0)
             if self._index >= param(self, 'max_subtasks'):
                 self._last_error = f'gave up after {self._index} subtasks'
@@ -271,9 +250,9 @@ class HighLevelPolicyNode(Node):
         return images
 
     # --- the decision loop --------------------------------------------------------------------------------------
-    def _loop(self) -> None:
+    def work(self) -> None:  # the decision loop, while active
         next_time = time.monotonic()
-        while self._running:
+        while self.running:
             time.sleep(max(0.0, next_time - time.monotonic()))
             next_time = max(next_time + 1.0 / param(self, 'rate_hz'), time.monotonic())
             with self._lock:
@@ -295,7 +274,7 @@ class HighLevelPolicyNode(Node):
         with self._lock:
             memory = f'{self._memory} Human: {self._interjection}'.strip() if self._interjection else self._memory
             obs = {'images': images, 'task': task.instruction, 'memory': memory,
-                   'metadata': metadata_dict(task.metadata), 'subtask_history': list(self._history)}
+                   'metadata': metadata_to_dict(task.metadata), 'subtask_history': list(self._history)}
         out = self._policy.infer(obs)
         self._decisions += 1
         self._last_error = ''
@@ -341,17 +320,18 @@ class HighLevelPolicyNode(Node):
         self._task_pub.publish(task)  # every node follows the task topic
         self._on_task(task)
         start = time.monotonic()
-        last_index = None
+        sent = 0
         result = ExecuteTask.Result()
         while True:
             time.sleep(0.1)
             with self._lock:
-                index, current, memory, done = self._index, self._current, self._memory, self._done
+                memory, done = self._memory, self._done
                 mine = self._task is not None and self._task.task_id == task.task_id
-            if index != last_index and mine:
-                goal_handle.publish_feedback(ExecuteTask.Feedback(subtask=current, subtask_index=max(index, 0),
+                new = self._transitions[sent:] if mine else []
+            for index, subtask in new:  # one feedback per subtask, none skipped however fast they change
+                goal_handle.publish_feedback(ExecuteTask.Feedback(subtask=subtask, subtask_index=index,
                                                                   progress=self._progress(), memory_summary=memory))
-                last_index = index
+            sent += len(new)
             if goal_handle.is_cancel_requested:
                 goal_handle.canceled()
                 result.message = 'canceled'
@@ -369,7 +349,7 @@ class HighLevelPolicyNode(Node):
                 goal_handle.abort()
                 result.message = 'timeout'
                 break
-            if not self._running:
+            if not self.running:
                 goal_handle.abort()
                 result.message = 'node deactivated'
                 break
