@@ -23,6 +23,9 @@ setup(
             'chunk_executor = pi07_policy.nodes.chunk_executor:main',
             'action_expert = pi07_policy.nodes.action_expert:main',
             'high_level_policy = pi07_policy.nodes.high_level_policy:main',
+            'convert = pi07_policy.data.convert:main',
+            'train = pi07_policy.train_cli:main',
+            'evaluate_open_loop = pi07_policy.evaluate_open_loop:main',
         ],
     },
 )

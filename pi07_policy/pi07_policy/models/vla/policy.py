@@ -68,7 +68,8 @@ class VLAPolicy:
         noise = self._noise()
         frozen = 0
         if rtc:
-            prev_model = torch.from_numpy(self.processor.actions_to_model(np.asarray(prev, np.float32)))[None]
+            prev_model = torch.from_numpy(self.processor.actions_to_model(np.asarray(prev, np.float32),
+                                                                          obs['state']))[None]
             frozen = int(min(obs.get('delay_steps', 0) or 0, len(prev)))
             overlap = int(obs.get('execution_horizon') or len(prev))
             actions = sample_rtc(self.model, cache, noise, prev_model, frozen, overlap, self.num_steps,
@@ -76,7 +77,7 @@ class VLAPolicy:
         else:
             mode = 'sync'
             actions = sample_plain(self.model, cache, noise, self.num_steps)
-        robot_actions = self.processor.actions_from_model(actions[0])
+        robot_actions = self.processor.actions_from_model(actions[0], obs['state'])
         if frozen:  # exact, in robot units (normalise/unnormalise round trip would add float error)
             robot_actions[:frozen] = np.asarray(prev, np.float32)[:frozen, : robot_actions.shape[1]]
         return {'actions': robot_actions, 'frozen_steps': frozen, 'mode': mode,

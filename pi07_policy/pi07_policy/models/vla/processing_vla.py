@@ -40,6 +40,10 @@ class RobotSpec:
     action_dim: int = 14
     norm_mode: str = 'quantile'   # or 'mean_std'
     embodiment: str = 'generic'
+    # Action dimensions the model predicts relative to the current state (openpi's delta actions): the model sees
+    # action - state on them, and the state is added back at inference. Empty: every dimension is absolute.
+    # Needs state dimension i to measure action dimension i (true for joint targets and the gantry's axes).
+    delta_action_mask: tuple[bool, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------ normalisation
@@ -121,6 +125,12 @@ class VLAProcessor:
               corpus: Iterable[str] = (), fit_fast: bool = True) -> VLAProcessor:
         """Fit tokenizers and normalisation statistics on dataset samples (and an extra text corpus)."""
         samples = list(samples or [])
+        if any(robot.delta_action_mask):   # statistics and FAST of what the model sees: actions relative to state
+            mask = np.zeros(robot.action_dim, bool)
+            mask[: len(robot.delta_action_mask)] = robot.delta_action_mask
+            samples = [{**s, 'actions': np.asarray(s['actions'], np.float32)[:, : robot.action_dim]
+                        - np.where(mask, np.asarray(s['state'], np.float32)[: robot.action_dim], 0)}
+                       if 'actions' in s else s for s in samples]
         texts = [t for s in samples for t in (s.get('task'), s.get('subtask')) if t]
         text_tok = train_text_tokenizer([*texts, *corpus], vocab_size=config.text_vocab_size)
         stats = compute_norm_stats(samples) if samples else None
@@ -143,7 +153,8 @@ class VLAProcessor:
     @classmethod
     def from_checkpoint(cls, ckpt, config: VLAConfig) -> VLAProcessor:
         meta = ckpt.read_json(PROCESSOR_FILE)
-        robot = RobotSpec(**{**meta['robot'], 'camera_names': tuple(meta['robot']['camera_names'])})
+        robot = RobotSpec(**{**meta['robot'], 'camera_names': tuple(meta['robot']['camera_names']),
+                             'delta_action_mask': tuple(meta['robot'].get('delta_action_mask', ()))})
         text = load_text_tokenizer(ckpt.read_text(TEXT_TOKENIZER_FILE))
         fast = None
         if ckpt.has('fast_tokenizer.json'):
@@ -184,17 +195,35 @@ class VLAProcessor:
         out[: len(s)] = self._norm['state'].normalize(s)
         return torch.from_numpy(out)
 
-    def actions_to_model(self, actions: np.ndarray) -> np.ndarray:
-        """(n, D) robot units -> (n, A) normalised, zero-padded dims."""
+    def delta_offset(self, state: Any | None) -> np.ndarray | None:
+        """(D,) what is subtracted from robot actions before normalising (state on delta dimensions), or None."""
+        mask = np.asarray(self.robot.delta_action_mask, bool)
+        if not mask.any() or state is None:
+            return None
+        s = np.asarray(state, np.float32).reshape(-1)
+        offset = np.zeros(self.robot.action_dim, np.float32)
+        offset[: len(mask)][mask] = s[: len(mask)][mask]
+        return offset
+
+    def to_relative(self, actions: np.ndarray, state: Any | None) -> np.ndarray:
+        """(n, D) robot units -> what the model's normalisation applies to (delta dims relative to state)."""
+        offset = self.delta_offset(state)
         actions = np.asarray(actions, np.float32)[:, : self.robot.action_dim]
+        return actions if offset is None else actions - offset
+
+    def actions_to_model(self, actions: np.ndarray, state: Any | None = None) -> np.ndarray:
+        """(n, D) robot units -> (n, A) normalised, zero-padded dims (delta dims relative to `state`)."""
+        actions = self.to_relative(actions, state)
         out = np.zeros((len(actions), self.config.action_dim), np.float32)
         out[:, : self.robot.action_dim] = self._norm['actions'].normalize(actions)
         return out
 
-    def actions_from_model(self, actions: np.ndarray | torch.Tensor) -> np.ndarray:
-        """(H, A) normalised -> (H, D) robot units, float32."""
+    def actions_from_model(self, actions: np.ndarray | torch.Tensor, state: Any | None = None) -> np.ndarray:
+        """(H, A) normalised -> (H, D) robot units, float32 (delta dims: `state` added back)."""
         a = actions.detach().cpu().numpy() if torch.is_tensor(actions) else np.asarray(actions)
-        return self._norm['actions'].unnormalize(a[..., : self.robot.action_dim]).astype(np.float32)
+        out = self._norm['actions'].unnormalize(a[..., : self.robot.action_dim]).astype(np.float32)
+        offset = self.delta_offset(state)
+        return out if offset is None else (out + offset).astype(np.float32)
 
     # -------------------------------------------------------------------------------- training batches
     def collate(self, samples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
@@ -254,12 +283,12 @@ class VLAProcessor:
             chunk, valid = _pad_chunk(np.asarray(smp['actions'], np.float32), cfg.action_horizon)
             if 'action_mask' in smp:
                 valid = valid & _pad_chunk(np.asarray(smp['action_mask'], bool)[:, None], cfg.action_horizon)[0][:, 0]
-            acts.append(torch.from_numpy(self.actions_to_model(chunk)))
+            acts.append(torch.from_numpy(self.actions_to_model(chunk, smp.get('state'))))
             m = torch.zeros(cfg.action_horizon, cfg.action_dim, dtype=torch.bool)
             m[torch.from_numpy(valid), : self.robot.action_dim] = True
             masks.append(m)
             if self.fast_tokenizer is not None:
-                ids = self.fast_tokenizer.encode(chunk)[: cfg.max_fast_tokens - 1]
+                ids = self.fast_tokenizer.encode(self.to_relative(chunk, smp.get('state')))[: cfg.max_fast_tokens - 1]
                 fast_rows.append(ids + [cfg.fast_eos_id])
         batch['actions'] = torch.stack(acts)
         batch['action_mask'] = torch.stack(masks)

@@ -1,0 +1,238 @@
+"""Torch Datasets over a converted pi07 dataset (format.py): samples for the VLA, the high-level decoder and the
+world model, as the dicts their processors' `collate` takes.
+
+One sample of `VLADataset` (step t of an episode):
+
+    images          {cam: (S, S, 3) uint8}         the frames at t
+    state           (Ds,) float32                  joint state at t
+    actions         (H, Da) float32                commands t .. t+H-1, the last one repeated past the end
+    action_mask     (H,) bool                      False on the repeated padding
+    task            str                            the instruction
+    subtask         str | None                     the active subtask (from the `subtask` topic)
+    metadata        {speed, quality, mistake, control_mode}
+    subgoal_images  {cam: uint8}   (sometimes)     the frame where the current subtask ends, or a few seconds
+                                                   ahead (pi0.7 mixes both), never past the episode's end
+    memory_images   {cam: [uint8, ...]} (sometimes) MEM short-term memory: frames kept every `memory_stride_s`
+                                                   since the start, the last `memory_frames`, oldest first,
+                                                   the oldest repeated to fill (what pi07_memory publishes)
+    language_memory str                            'Done: a; b.' (subtasks finished before the current one)
+
+Random choices (whether a sample carries a subgoal / memory, which subgoal, augmentation) use torch's RNG, which
+DataLoader seeds per worker, so runs are reproducible with a fixed training seed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .format import open_episode, read_index, read_norm_stats
+
+
+def language_memory(done: list[str]) -> str:
+    """The plain-template summary of the subtasks done so far."""
+    return f"Done: {'; '.join(done)}." if done else ''
+
+
+def _rand() -> float:
+    return float(torch.rand(()))
+
+
+def shift_augment(img: np.ndarray, max_shift: int) -> np.ndarray:
+    """Random translation by up to max_shift pixels (edge-replicated), as DrQ / diffusion-policy crops do."""
+    if max_shift <= 0:
+        return np.array(img)   # a writable copy, not a view of the memory map
+    dy, dx = (int(v) for v in torch.randint(-max_shift, max_shift + 1, (2,)))
+    padded = np.pad(np.asarray(img), ((max_shift, max_shift), (max_shift, max_shift), (0, 0)), mode='edge')
+    h, w = img.shape[:2]
+    return padded[max_shift + dy: max_shift + dy + h, max_shift + dx: max_shift + dx + w]
+
+
+class EpisodeDataset(Dataset):
+    """Base: the index, lazily opened memory maps (per process: workers open their own), the (episode, step) list."""
+
+    def __init__(self, root: str | Path, split: str | None = 'train', episodes: list[str] | None = None,
+                 step_stride: int = 1):
+        self.root = Path(root)
+        self.index = read_index(self.root)
+        self.norm_stats = read_norm_stats(self.root)
+        self.camera_names = tuple(self.index['camera_names'])
+        eps = [e for e in self.index['episodes'] if split in (None, 'all') or e['split'] == split]
+        if episodes is not None:
+            eps = [e for e in eps if e['name'] in set(episodes)]
+        if not eps:
+            raise ValueError(f'{root}: no episodes in split {split!r}')
+        self.episodes = eps
+        self.items = [(k, t) for k, e in enumerate(eps) for t in range(0, e['length'], step_stride)]
+        self._arrays: dict[int, Any] = {}
+
+    def __getstate__(self):   # memory maps are reopened in each worker, not pickled
+        state = dict(self.__dict__)
+        state['_arrays'] = {}
+        return state
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def arrays(self, k: int):
+        if k not in self._arrays:
+            self._arrays[k] = open_episode(self.root, self.episodes[k]['name'], self.camera_names)
+        return self._arrays[k]
+
+    def segments(self, k: int) -> list[tuple[int, int, int]]:
+        """(subtask index, first step, step after the last) of each subtask segment of episode k."""
+        key = ('segments', k)
+        if key not in self._arrays:
+            sub = np.asarray(self.arrays(k).subtask_index)
+            segs, start = [], 0
+            for t in range(1, len(sub) + 1):
+                if t == len(sub) or sub[t] != sub[start]:
+                    if sub[start] >= 0:
+                        segs.append((int(sub[start]), start, t))
+                    start = t
+            self._arrays[key] = segs
+        return self._arrays[key]
+
+    def texts(self) -> list[str]:
+        out = set()
+        for e in self.index['episodes']:
+            out.update(t for t in [e.get('instruction'), *e.get('subtasks', []), *e.get('plan', [])] if t)
+        return sorted(out)
+
+
+class VLADataset(EpisodeDataset):
+    def __init__(self, root: str | Path, split: str | None = 'train', horizon: int = 10, *,
+                 subgoal_prob: float = 0.0, subgoal_end_prob: float = 0.5, subgoal_ahead_s: float = 3.0,
+                 memory_prob: float = 0.0, memory_frames: int = 6, memory_stride_s: float = 1.0,
+                 image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
+                 with_images: bool = True):
+        super().__init__(root, split, episodes, step_stride)
+        self.horizon = horizon
+        self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
+        rate = float(self.index['control_rate_hz'])
+        self.subgoal_ahead = max(1, int(round(subgoal_ahead_s * rate)))
+        self.memory_prob, self.memory_frames = memory_prob, memory_frames
+        self.memory_stride = max(1, int(round(memory_stride_s * rate)))
+        self.image_shift = image_shift
+        self.with_images = with_images
+
+    def subgoal_step(self, k: int, t: int, at_end: bool) -> int:
+        arr = self.arrays(k)
+        n = len(arr)
+        if at_end:
+            for _, start, stop in self.segments(k):
+                if start <= t < stop:
+                    return min(stop, n - 1)   # the first frame of the next segment shows this one done
+            return n - 1
+        return min(t + self.subgoal_ahead, n - 1)
+
+    def memory_steps(self, t: int) -> list[int]:
+        kept = list(range(0, t + 1, self.memory_stride))[-self.memory_frames:]
+        return [kept[0]] * (self.memory_frames - len(kept)) + kept
+
+    def chunk(self, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
+        acts = self.arrays(k).actions
+        chunk = np.asarray(acts[t: t + self.horizon], np.float32)
+        mask = np.zeros(self.horizon, bool)
+        mask[: len(chunk)] = True
+        if len(chunk) < self.horizon:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.horizon - len(chunk), axis=0)])
+        return chunk, mask
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        k, t = self.items[i]
+        ep, arr = self.episodes[k], self.arrays(k)
+        sub = int(arr.subtask_index[t])
+        subtasks = ep['subtasks']
+        done_texts = [subtasks[s] for s, _, stop in self.segments(k) if stop <= t and s != sub]
+        chunk, mask = self.chunk(k, t)
+        sample: dict[str, Any] = {
+            'state': np.asarray(arr.state[t], np.float32),
+            'actions': chunk, 'action_mask': mask,
+            'task': ep['instruction'] or None,
+            'subtask': subtasks[sub] if sub >= 0 else None,
+            'metadata': dict(ep['metadata']) or None,
+            'language_memory': language_memory(done_texts),
+            'episode': ep['name'], 'step': t,
+        }
+        if self.with_images:
+            sample['images'] = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
+            if self.subgoal_prob > 0 and _rand() < self.subgoal_prob:
+                g = self.subgoal_step(k, t, _rand() < self.subgoal_end_prob)
+                sample['subgoal_images'] = {c: np.array(arr.images[c][g]) for c in self.camera_names}
+            if self.memory_prob > 0 and _rand() < self.memory_prob:
+                steps = self.memory_steps(t)
+                sample['memory_images'] = {c: [np.array(arr.images[c][s]) for s in steps]
+                                           for c in self.camera_names}
+        return sample
+
+
+class WorldModelDataset(VLADataset):
+    """Samples for the world model: current images -> subgoal images (always present), subtask, task, metadata."""
+
+    def __init__(self, root: str | Path, split: str | None = 'train', **kwargs):
+        kwargs.setdefault('subgoal_prob', 1.0)
+        super().__init__(root, split, horizon=1, **kwargs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        s = super().__getitem__(i)
+        return {k: s[k] for k in ('images', 'subgoal_images', 'subtask', 'task', 'metadata') if k in s}
+
+
+class HighLevelDataset(EpisodeDataset):
+    """Samples for the high-level decoder, two kinds (processing_high_level):
+
+    - subtask mode, every `step_stride` steps: images at t, task, language memory, metadata, the subtasks done
+      so far -> the active subtask, or <done> once every subtask of the episode is complete (task_status)
+    - memory mode, at each subtask boundary (repeated `memory_repeat` times, they are rare): the old summary +
+      the finished subtask -> the new summary
+    """
+
+    def __init__(self, root: str | Path, split: str | None = 'train', step_stride: int = 3, memory_repeat: int = 3,
+                 image_shift: int = 0, episodes: list[str] | None = None):
+        super().__init__(root, split, episodes, step_stride)
+        self.image_shift = image_shift
+        items = []
+        for k, t in self.items:
+            sub = int(self.arrays(k).subtask_index[t])
+            if sub >= 0 or self._task_done(k, t):
+                items.append(('subtask', k, t))
+        for k in range(len(self.episodes)):
+            segs = self.segments(k)
+            for j, (_, _, stop) in enumerate(segs):
+                items += [('memory', k, min(stop, len(self.arrays(k)) - 1), j)] * memory_repeat
+        self.items = items
+        self._arrays = {}
+
+    def _task_done(self, k: int, t: int) -> bool:
+        arr = self.arrays(k)
+        total = len(self.episodes[k]['plan']) or len(self.episodes[k]['subtasks'])
+        return total > 0 and int(arr.progress[t]) >= total
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.items[i]
+        k, t = item[1], item[2]
+        ep, arr = self.episodes[k], self.arrays(k)
+        subtasks, segs = ep['subtasks'], self.segments(k)
+        images = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
+        meta = dict(ep['metadata']) or None
+        if item[0] == 'memory':
+            j = item[3]
+            before = [subtasks[s] for s, _, _ in segs[:j]]
+            return {'images': images, 'task': ep['instruction'], 'memory': language_memory(before),
+                    'completed_subtask': subtasks[segs[j][0]],
+                    'updated_memory': language_memory([*before, subtasks[segs[j][0]]])}
+        sub = int(arr.subtask_index[t])
+        done = [subtasks[s] for s, _, stop in segs if stop <= t and s != sub]
+        sample = {'images': images, 'task': ep['instruction'], 'memory': language_memory(done), 'metadata': meta,
+                  'subtask_history': done}
+        if self._task_done(k, t):
+            sample['task_done'] = True
+            sample['subtask_history'] = [subtasks[s] for s, _, _ in segs]
+            sample['memory'] = language_memory(sample['subtask_history'])
+        else:
+            sample['next_subtask'] = subtasks[sub]
+        return sample

@@ -1,0 +1,177 @@
+"""Closed loop without ROS: a VLA policy driving a simulated environment (pi07_sim.env.TabletopEnv or anything
+with the same methods), for quick success-rate checks while training and for evaluations that skip DDS.
+
+    from pi07_sim.env import TabletopEnv
+    env = TabletopEnv('arm7', 'ordered_place', image_size=96)
+    results = rollout(policy, env, seeds=range(10000, 10020), execute_steps=5)
+    summarize(results)   # {'episodes', 'success_rate', 'mean_progress', 'mean_time_s', ...}
+
+Each control step the environment renders the cameras and takes one action. Every `execute_steps` steps the
+policy is asked for a new chunk from the current observation (synchronous: the simulated world waits for it)
+and its first `execute_steps` actions are executed. The prompt holds the instruction, the episode metadata and
+the subtask, from `subtask_source`:
+  'plan'       the environment's plan, advanced by its own progress counter (the sim's `plan` mode with a
+               perfect boundary detector; privileged but only ever text in the prompt)
+  'high_level' a HighLevelPolicy decodes it from the images every `high_level_period_s`
+  'none'       no subtask in the prompt
+Short-term memory frames (as pi07_memory keeps them) are given with `use_memory`; subgoal images with a
+`subgoal_fn(obs, subtask) -> {cam: uint8}` (e.g. a world model's generate).
+The policy never sees object poses: images, joint state and text only.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+
+class MemoryFrames:
+    """Frames kept every stride_s per camera, the last n, oldest first, the oldest repeated to fill (pi07_memory)."""
+
+    def __init__(self, n: int = 6, stride_s: float = 1.0):
+        self.n, self.stride_s = n, stride_s
+        self.frames: dict[str, list[np.ndarray]] = {}
+        self.last_s = -np.inf
+
+    def add(self, images: Mapping[str, np.ndarray], time_s: float) -> None:
+        if time_s - self.last_s < 0.95 * self.stride_s:
+            return
+        self.last_s = time_s
+        for cam, img in images.items():
+            self.frames.setdefault(cam, []).append(np.asarray(img).copy())
+            self.frames[cam] = self.frames[cam][-self.n:]
+
+    def get(self) -> dict[str, list[np.ndarray]]:
+        return {c: [f[0]] * (self.n - len(f)) + f for c, f in self.frames.items()}
+
+
+def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_source: str = 'plan',
+                metadata: Mapping[str, Any] | None = None, use_memory: bool = False,
+                subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
+                use_task: bool = True, max_time_s: float | None = None,
+                on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    obs = env.reset(seed=seed)
+    task = env.task
+    meta = dict(metadata) if metadata is not None else None
+    if meta is not None:
+        meta.setdefault('control_mode', env.action_spec.control_mode)
+    memory = MemoryFrames() if use_memory else None
+    chunk: np.ndarray | None = None
+    used = 0
+    inference_ms: list[float] = []
+    subtask, last_hl, history = None, -np.inf, []
+    steps = 0
+    t0 = time.perf_counter()
+    while not env.done() and (max_time_s is None or env.time < max_time_s):
+        if memory is not None:
+            memory.add(obs['images'], obs['time'])
+        if subtask_source == 'plan':
+            done, total = env.progress()
+            subtask = task.plan[done] if done < total else None
+        elif subtask_source == 'high_level' and high_level is not None and obs['time'] - last_hl >= \
+                high_level_period_s:
+            last_hl = obs['time']
+            out = high_level.infer({'images': obs['images'], 'task': task.instruction, 'metadata': meta,
+                                    'memory': f"Done: {'; '.join(history)}." if history else '',
+                                    'subtask_history': history})
+            new = None if out['task_done'] else out['subtask']
+            if subtask is not None and new != subtask:
+                history.append(subtask)
+            subtask = new
+        if chunk is None or used >= min(execute_steps, len(chunk)):
+            request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
+                       'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
+            if memory is not None:
+                request['memory_images'] = memory.get()
+            if subgoal_fn is not None:
+                request['subgoal_images'] = subgoal_fn(obs, subtask)
+            out = policy.infer(request)
+            chunk, used = out['actions'], 0
+            inference_ms.append(out['inference_ms'])
+        action = chunk[used]
+        used += 1
+        if on_frame is not None:
+            on_frame({'obs': obs, 'action': action, 'subtask': subtask})
+        obs = env.step(action)
+        steps += 1
+    done, total = env.progress()
+    return {'seed': int(seed), 'success': bool(env.success()), 'progress': done / max(total, 1),
+            'subtasks_done': int(done), 'subtasks_total': int(total), 'time_s': round(float(env.time), 2),
+            'steps': steps, 'instruction': task.instruction,
+            'inference_ms_median': float(np.median(inference_ms)) if inference_ms else 0.0,
+            'wall_s': round(time.perf_counter() - t0, 1)}
+
+
+def rollout(policy, env, seeds: Iterable[int], *, progress: bool = True, **kwargs) -> list[dict[str, Any]]:
+    """`run_episode` for every seed (see the module docstring for the options)."""
+    from tqdm.auto import tqdm
+    results = []
+    bar = tqdm(list(seeds), desc='rollout', unit='episode', disable=not progress)
+    for seed in bar:
+        results.append(run_episode(policy, env, seed, **kwargs))
+        bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+    bar.close()
+    return results
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+    if not results:
+        return {'episodes': 0}
+    ok = [r for r in results if r['success']]
+    return {'episodes': len(results), 'successes': len(ok), 'success_rate': len(ok) / len(results),
+            'mean_progress': float(np.mean([r['progress'] for r in results])),
+            'mean_time_s_success': float(np.mean([r['time_s'] for r in ok])) if ok else None,
+            'inference_ms_median': float(np.median([r['inference_ms_median'] for r in results])),
+            'seeds': [r['seed'] for r in results]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m pi07_policy.data.rollout --checkpoint CKPT --embodiment arm7 --seeds 10000 10010 [--out f.json]"""
+    import argparse
+    import json
+
+    import torch
+    parser = argparse.ArgumentParser(description='closed-loop rollouts of a VLA checkpoint in pi07_sim, no ROS')
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--embodiment', default='arm7')
+    parser.add_argument('--family', default='ordered_place')
+    parser.add_argument('--seeds', type=int, nargs=2, default=[10000, 10010], metavar=('FIRST', 'END'))
+    parser.add_argument('--execute-steps', type=int, default=5)
+    parser.add_argument('--subtask-source', default='plan', choices=['plan', 'none', 'high_level'])
+    parser.add_argument('--high-level', default=None, help='HighLevelPolicy checkpoint (subtask-source high_level)')
+    parser.add_argument('--no-metadata', action='store_true')
+    parser.add_argument('--memory', action='store_true')
+    parser.add_argument('--quality', type=int, default=5)
+    parser.add_argument('--speed', type=int, default=4)
+    parser.add_argument('--mistake', type=int, default=0)
+    parser.add_argument('--image-size', type=int, default=96)
+    parser.add_argument('--out', default=None, help='write results + summary as JSON here')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    from pi07_sim.env import TabletopEnv
+
+    from ..models.vla.policy import VLAPolicy
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment)
+    hl = None
+    if args.high_level:
+        from ..models.high_level import HighLevelPolicy
+        hl = HighLevelPolicy.from_checkpoint(args.high_level)
+    env = TabletopEnv(args.embodiment, args.family, image_size=args.image_size)
+    meta = None if args.no_metadata else {'speed': args.speed, 'quality': args.quality,
+                                          'mistake': bool(args.mistake)}
+    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps,
+                      subtask_source=args.subtask_source, metadata=meta, use_memory=args.memory, high_level=hl)
+    env.close()
+    summary = summarize(results)
+    print(json.dumps(summary))
+    if args.out:
+        from pathlib import Path
+        Path(args.out).write_text(json.dumps({'summary': summary, 'episodes': results,
+                                              'args': vars(args)}, indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,133 @@
+"""``evaluate_open_loop``: a VLA checkpoint against recorded actions of held-out episodes (no simulator).
+
+    evaluate_open_loop --checkpoint pi07_bringup/checkpoints/sim_arm7/vla --dataset data/datasets/arm7 \
+        --split val --out out/open_loop/arm7
+
+At every `--stride`-th step of each episode the policy predicts a chunk from the recorded observation (images,
+state, task, subtask, metadata; `--with-subgoal` / `--with-memory` add those from the recording) with a fixed
+noise seed; it is compared with the recorded commands t..t+H-1 (padding excluded). Writes `open_loop.json`
+(per-dimension MAE and RMSE in robot units, over the whole chunk and for its first action, also relative to the
+dimension's range in the data) and `open_loop.png` (predicted first actions vs recorded, over time, for the first
+episodes, and the per-dimension error).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.datasets import VLADataset
+
+
+def evaluate(policy, dataset: VLADataset, stride: int = 5, max_episodes: int | None = None,
+             progress: bool = True) -> dict[str, Any]:
+    from tqdm.auto import tqdm
+    names = [e['name'] for e in dataset.episodes][:max_episodes]
+    action_names = list(dataset.index['action_names'])
+    horizon = policy.config.action_horizon
+    items = [i for i, (k, t) in enumerate(dataset.items) if dataset.episodes[k]['name'] in names and t % stride == 0]
+    errs, first_errs, traces = [], [], {}
+    for i in tqdm(items, desc='open loop', disable=not progress):
+        s = dataset[i]
+        k, t = dataset.items[i]
+        obs = {key: s.get(key) for key in ('images', 'state', 'task', 'subtask', 'metadata', 'subgoal_images',
+                                           'memory_images')}
+        pred = policy.infer({**obs, 'mode': 'sync'})['actions']
+        n = min(horizon, int(s['action_mask'].sum()))
+        err = pred[:n] - s['actions'][:n]
+        errs.append(err)
+        first_errs.append(err[0])
+        trace = traces.setdefault(s['episode'], {'t': [], 'pred': [], 'true': []})
+        trace['t'].append(t)
+        trace['pred'].append(pred[0].tolist())
+        trace['true'].append(s['actions'][0].tolist())
+    all_err = np.concatenate(errs)
+    first = np.stack(first_errs)
+    stats = dataset.norm_stats['actions']
+    span = np.maximum(np.asarray(stats['q99']) - np.asarray(stats['q01']), 1e-6)
+
+    def per_dim(e):
+        return {'mae': np.abs(e).mean(0).tolist(), 'rmse': np.sqrt((e ** 2).mean(0)).tolist(),
+                'mae_relative_to_range': (np.abs(e).mean(0) / span).tolist()}
+
+    return {'episodes': names, 'predictions': len(items), 'horizon': horizon, 'action_names': action_names,
+            'chunk': per_dim(all_err), 'first_action': per_dim(first),
+            'mean_mae_relative_to_range': float((np.abs(all_err).mean(0) / span).mean()),
+            'traces': traces}
+
+
+def plot(report: dict[str, Any], path: Path, max_episodes: int = 2) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    names = report['action_names']
+    d = len(names)
+    eps = list(report['traces'])[:max_episodes]
+    fig, axes = plt.subplots(d + 1, 1, figsize=(9, 1.6 * (d + 1)), squeeze=False)
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for j, name in enumerate(names):
+        ax = axes[j, 0]
+        for e, ep in enumerate(eps):
+            tr = report['traces'][ep]
+            c = colours[e % len(colours)]
+            ax.plot(tr['t'], np.asarray(tr['true'])[:, j], color=c, lw=1.5, label=f'{ep} recorded' if j == 0 else None)
+            ax.plot(tr['t'], np.asarray(tr['pred'])[:, j], color=c, lw=1, ls='--',
+                    label=f'{ep} predicted' if j == 0 else None)
+        ax.set_ylabel(name, fontsize=7)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].legend(fontsize=6, loc='upper right')
+    axes[d - 1, 0].set_xlabel('step (control rate)', fontsize=7)
+    ax = axes[d, 0]
+    x = np.arange(d)
+    ax.bar(x - 0.2, report['chunk']['mae_relative_to_range'], 0.4, label='whole chunk')
+    ax.bar(x + 0.2, report['first_action']['mae_relative_to_range'], 0.4, label='first action')
+    ax.set_xticks(x, names, fontsize=6)
+    ax.set_ylabel('MAE / range', fontsize=7)
+    ax.legend(fontsize=6)
+    fig.suptitle(f"open loop: {report['predictions']} chunks, mean MAE/range "
+                 f"{report['mean_mae_relative_to_range']:.3f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog='evaluate_open_loop', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--dataset', required=True)
+    parser.add_argument('--split', default='val')
+    parser.add_argument('--episodes', type=int, default=None, help='at most this many episodes')
+    parser.add_argument('--stride', type=int, default=5, help='predict at every n-th step')
+    parser.add_argument('--with-subgoal', action='store_true')
+    parser.add_argument('--with-memory', action='store_true')
+    parser.add_argument('--out', default='out/open_loop')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(args.seed)
+    from .models.vla.policy import VLAPolicy
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, seed=args.seed)
+    dataset = VLADataset(args.dataset, args.split, horizon=policy.config.action_horizon,
+                         subgoal_prob=1.0 if args.with_subgoal else 0.0, memory_prob=1.0 if args.with_memory else 0.0)
+    report = evaluate(policy, dataset, args.stride, args.episodes)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report['checkpoint'], report['dataset'], report['split'] = args.checkpoint, args.dataset, args.split
+    (out / 'open_loop.json').write_text(json.dumps(report, indent=1))
+    plot(report, out / 'open_loop.png')
+    summary = {k: report[k] for k in ('predictions', 'mean_mae_relative_to_range')}
+    summary['first_action_mae'] = dict(zip(report['action_names'], np.round(report['first_action']['mae'], 4)
+                                           .tolist()))
+    print(json.dumps(summary))
+    print(f'wrote {out / "open_loop.json"} and {out / "open_loop.png"}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

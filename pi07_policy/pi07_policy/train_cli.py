@@ -1,0 +1,337 @@
+"""``train``: train the pi07 models from a converted dataset (``convert``) for a robot profile.
+
+    train vla         --dataset data/datasets/arm7 --profile sim_arm7 --out runs/arm7/vla --steps 3000
+    train high_level  --dataset data/datasets/arm7 --profile sim_arm7 --out runs/arm7/high_level --steps 800
+    train world_model --dataset data/datasets/arm7 --profile sim_arm7 --out runs/arm7/world_model --steps 1500
+
+Each run writes, under --out: history.jsonl, loss.png (updated while training), checkpoint/ (weights +
+optimizer state: `--resume` continues from it) and, with --export DIR, a clean checkpoint (no optimizer state)
+that carries the profile's embodiment, cameras, state/action names and dimensions, ready for the ROS nodes.
+Distributed (gloo on CPU, nccl on GPUs): `torchrun --nproc_per_node 2 -m pi07_policy.train_cli vla ...`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.convert import fit_stats
+from .data.datasets import HighLevelDataset, VLADataset, WorldModelDataset, language_memory
+from .data.profile_spec import ProfileSpec, load_profile_spec
+
+# Smallest normalisation ranges (robot units): a dimension that barely moves in the data (e.g. a yaw that is
+# almost constant) must not be blown up to huge normalised values by a near-zero range.
+MIN_QUANTILE_RANGE = 0.02
+MIN_STD = 0.005
+
+
+def safe_norm_stats(stats: dict) -> dict:
+    out = {}
+    for key, s in stats.items():
+        s = {k: np.asarray(v, np.float64) for k, v in s.items()}
+        mid, half = (s['q01'] + s['q99']) / 2, np.maximum((s['q99'] - s['q01']) / 2, MIN_QUANTILE_RANGE / 2)
+        out[key] = {'mean': s['mean'].tolist(), 'std': np.maximum(s['std'], MIN_STD).tolist(),
+                    'q01': (mid - half).tolist(), 'q99': (mid + half).tolist()}
+    return out
+
+
+def check_dataset(dataset, profile: ProfileSpec) -> None:
+    index = dataset.index
+    problems = []
+    if index['embodiment'] != profile.embodiment:
+        problems.append(f"embodiment {index['embodiment']!r} vs profile {profile.embodiment!r}")
+    if list(index['camera_names']) != list(profile.camera_names):
+        problems.append(f"cameras {index['camera_names']} vs profile {list(profile.camera_names)}")
+    if list(index['state_names']) != list(profile.state_names) or list(index['action_names']) != list(
+            profile.action_names):
+        problems.append('state/action names differ from the profile')
+    if problems:
+        raise SystemExit(f'dataset {dataset.root} does not match profile {profile.name}: ' + '; '.join(problems))
+
+
+def dataset_texts(dataset) -> list[str]:
+    """Every text a prompt can hold: instructions, subtasks, plans and the language-memory summaries."""
+    texts = set(dataset.texts())
+    for e in dataset.index['episodes']:
+        subs = e.get('subtasks', [])
+        texts.update(language_memory(subs[:j]) for j in range(1, len(subs) + 1))
+    return sorted(texts)
+
+
+def sample_chunks(dataset: VLADataset, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to n (action chunk (H, Da), state (Ds,)) pairs in robot units from the dataset, without touching images."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(dataset.items), size=min(n, len(dataset.items)), replace=False)
+    chunks = np.stack([dataset.chunk(*dataset.items[i])[0] for i in picks])
+    states = np.stack([np.asarray(dataset.arrays(dataset.items[i][0]).state[dataset.items[i][1]]) for i in picks])
+    return chunks, states
+
+
+def delta_action_mask(profile: ProfileSpec) -> tuple[bool, ...]:
+    """Delta (relative to state) on every action dimension measured by the same state dimension, but grippers."""
+    return tuple(i < profile.state_dim and profile.state_names[i] == name and 'gripper' not in name
+                 for i, name in enumerate(profile.action_state_names))
+
+
+def save_summary(out: Path, summary: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+
+
+# --------------------------------------------------------------------------------------------------- VLA
+def vla_config(args, profile: ProfileSpec):
+    from .models.vla.configuration_vla import PRESETS
+    from .models.vla.micro import micro
+    presets = {**PRESETS, 'micro': micro}
+    cfg = presets[args.config]()
+    vision = replace(cfg.vision, image_size=args.image_size) if args.image_size else cfg.vision
+    return replace(cfg, vision=vision, action_horizon=args.horizon, state_dim=profile.state_dim,
+                   action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
+                   knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight)
+
+
+def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
+    """Text tokenizer (dataset texts), FAST tokenizer and action statistics (sampled chunks, relative to the state
+    on delta dimensions), state statistics (the dataset's)."""
+    from .models.common.text_tokenizer import train_text_tokenizer
+    from .models.fast import FASTConfig, FASTTokenizer
+    from .models.vla.processing_vla import RobotSpec, VLAProcessor
+    robot = RobotSpec(camera_names=tuple(profile.camera_names), state_dim=profile.state_dim,
+                      action_dim=profile.action_dim, norm_mode='quantile', embodiment=profile.embodiment,
+                      delta_action_mask=delta_action_mask(profile) if delta else ())
+    text = train_text_tokenizer(dataset_texts(dataset), vocab_size=config.text_vocab_size)
+    bare = VLAProcessor(config, robot, text, None, None)
+    chunks, states = sample_chunks(dataset, 4000, seed)
+    relative = np.stack([bare.to_relative(c, s) for c, s in zip(chunks, states)])
+    stats = safe_norm_stats({'state': dataset.norm_stats['state'],
+                             'actions': fit_stats(relative.reshape(-1, relative.shape[-1]))})
+    fast = None
+    if config.fast_loss_weight > 0:
+        fast = FASTTokenizer.fit(relative[:2000], FASTConfig(horizon=config.action_horizon,
+                                                             action_dim=profile.action_dim,
+                                                             vocab_size=config.fast_vocab_size))
+    return VLAProcessor(config, robot, text, fast, stats)
+
+
+def run_vla(args, profile: ProfileSpec) -> dict:
+    from .models.vla.policy import VLAPolicy
+    from .models.vla.processing_vla import VLAProcessor
+    from .models.vla.train import train_vla
+    from .training import TrainConfig, dist_info
+
+    dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
+                         memory_prob=args.memory_prob, image_shift=args.image_shift)
+    check_dataset(dataset, profile)
+    out = Path(args.out)
+    resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
+    config = vla_config(args, profile)
+    if resume is not None:
+        from .checkpoint import load_checkpoint
+        from .models.vla.configuration_vla import VLAConfig
+        ckpt = load_checkpoint(resume, VLAConfig.model_type, config_cls=VLAConfig)
+        config = ckpt.config
+        processor = VLAProcessor.from_checkpoint(ckpt, config)
+    else:
+        processor = build_vla_processor(config, profile, dataset, args.seed, delta=not args.absolute_actions)
+    tc = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
+                     warmup_steps=min(100, args.steps // 10), plot_every=args.plot_every,
+                     save_every=args.save_every, log_every=args.log_every)
+    policy, result = train_vla(dataset, config, out, args.steps, robot=processor.robot, processor=processor,
+                               train_config=tc, resume_from=resume, profile=profile.path)
+    summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
+               'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
+               'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
+               'image_size': config.vision.image_size, 'train_samples': len(dataset)}
+    if dist_info().is_main:
+        val = validation_loss(policy, args.dataset, args.horizon, args.seed)
+        if val is not None:
+            summary['val_flow_loss'] = val
+        if args.export:
+            VLAPolicy(policy.model, processor).save(args.export, profile=profile.path)
+            summary['export'] = str(args.export)
+        save_summary(out, summary)
+    return summary
+
+
+@torch.no_grad()
+def validation_loss(policy, root, horizon: int, seed: int, batches: int = 8, batch_size: int = 16) -> float | None:
+    """Flow-matching loss on the val split (no prompt dropout, fixed noise seed): a held-out learning curve point."""
+    try:
+        val = VLADataset(root, 'val', horizon=horizon)
+    except ValueError:
+        return None
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = policy.model.eval()
+    losses = []
+    for _ in range(batches):
+        idx = rng.choice(len(val), size=min(batch_size, len(val)), replace=False)
+        batch = policy.processor.collate([val[int(i)] for i in idx])
+        batch.pop('fast_ids', None)
+        losses.append(float(model(batch)['flow_loss']))
+    return float(np.mean(losses))
+
+
+# --------------------------------------------------------------------------------------------------- high level
+def run_high_level(args, profile: ProfileSpec) -> dict:
+    from .models.high_level import PRESETS, HighLevelProcessor, train_high_level
+    from .training import TrainConfig, dist_info
+
+    dataset = HighLevelDataset(args.dataset, 'train', step_stride=args.step_stride, image_shift=args.image_shift)
+    check_dataset(dataset, profile)
+    cfg = PRESETS[args.config]()
+    if args.image_size:
+        cfg = replace(cfg, vision=replace(cfg.vision, image_size=args.image_size))
+    out = Path(args.out)
+    resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
+    if resume is not None:
+        from .checkpoint import load_checkpoint
+        from .models.high_level import HighLevelConfig
+        ckpt = load_checkpoint(resume, HighLevelConfig.model_type, config_cls=HighLevelConfig)
+        cfg, processor = ckpt.config, HighLevelProcessor.from_checkpoint(ckpt, ckpt.config)
+    else:
+        processor = HighLevelProcessor.build(cfg, corpus=dataset_texts(dataset),
+                                             camera_names=tuple(profile.camera_names))
+    tc = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
+                     warmup_steps=min(100, args.steps // 10), plot_every=args.plot_every,
+                     save_every=args.save_every, log_every=args.log_every)
+    policy, result = train_high_level(dataset, cfg, out, args.steps, processor=processor, train_config=tc,
+                                      resume_from=resume, embodiment=profile.embodiment)
+    summary = {'model': 'high_level', 'steps': result.step, 'seconds': round(result.seconds, 1),
+               'loss_first': result.first('loss'), 'loss_last': result.last('loss'), 'config': args.config,
+               'train_samples': len(dataset)}
+    if dist_info().is_main:
+        summary.update(high_level_accuracy(policy, args.dataset))
+        if args.export:
+            policy.save(args.export, profile=profile.path, embodiment=profile.embodiment)
+            summary['export'] = str(args.export)
+        save_summary(out, summary)
+    return summary
+
+
+def high_level_accuracy(policy, root, n: int = 40, seed: int = 0) -> dict:
+    """Exact-match rate of decoded subtasks / <done> on the val split (greedy)."""
+    try:
+        val = HighLevelDataset(root, 'val', step_stride=5, memory_repeat=1)
+    except ValueError:
+        return {}
+    rng = np.random.default_rng(seed)
+    idx = [int(i) for i in rng.choice(len(val), size=min(n, len(val)), replace=False)]
+    hits = total = 0
+    for i in idx:
+        s = val[i]
+        if 'updated_memory' in s:
+            pred = policy.update_memory(s)['memory']
+            hits += pred == s['updated_memory']
+        else:
+            out = policy.infer(s)
+            hits += (out['task_done'] if s.get('task_done') else out['subtask'] == s['next_subtask'])
+        total += 1
+    return {'val_exact_match': hits / max(total, 1), 'val_samples': total}
+
+
+# --------------------------------------------------------------------------------------------------- world model
+def run_world_model(args, profile: ProfileSpec) -> dict:
+    from pi07_world_model.configuration_world_model import CONFIGS
+    from pi07_world_model.training_world_model import WorldModelTrainConfig, train_world_model
+
+    from .training import dist_info
+
+    dataset = WorldModelDataset(args.dataset, 'train', subgoal_ahead_s=args.subgoal_ahead_s,
+                                image_shift=args.image_shift)
+    check_dataset(dataset, profile)
+    factory = CONFIGS[args.config]
+    cfg = factory()
+    cfg = replace(cfg, camera_names=tuple(profile.camera_names))
+    if args.image_size:
+        cfg = replace(cfg, image_size=args.image_size)
+    tc = WorldModelTrainConfig(vae_steps=args.vae_steps, flow_steps=args.steps, batch_size=args.batch_size,
+                               flow_lr=args.lr, seed=args.seed, plot_every=args.plot_every, log_every=args.log_every,
+                               save_every=args.save_every)
+    t0 = time.monotonic()
+    model = train_world_model(dataset, cfg, args.out, train_config=tc, texts=dataset_texts(dataset),
+                              resume=args.resume)
+    summary = {'model': 'world_model', 'vae_steps': args.vae_steps, 'flow_steps': args.steps,
+               'seconds': round(time.monotonic() - t0, 1), 'config': args.config, 'train_samples': len(dataset)}
+    out = Path(args.out)
+    for stage in ('vae', 'flow'):
+        hist = out / stage / 'history.jsonl'
+        if hist.is_file():
+            rows = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
+            if rows:
+                summary[f'{stage}_loss_first'], summary[f'{stage}_loss_last'] = rows[0]['loss'], rows[-1]['loss']
+    if dist_info().is_main:
+        if args.export:
+            model.save_pretrained(args.export, embodiment=profile.embodiment)
+            summary['export'] = str(args.export)
+        save_summary(out, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------------------------------- command line
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='train', description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='model', required=True)
+
+    def common(p, steps, batch, lr, config, choices):
+        p.add_argument('--dataset', required=True, help='dataset directory made by `convert`')
+        p.add_argument('--profile', required=True, help='robot profile name (sim_arm7) or YAML path')
+        p.add_argument('--out', required=True, help='run directory (history, loss.png, checkpoint/)')
+        p.add_argument('--export', default=None, help='also write a clean checkpoint (no optimizer state) here')
+        p.add_argument('--config', default=config, choices=choices, help='model size preset')
+        p.add_argument('--steps', type=int, default=steps)
+        p.add_argument('--batch-size', type=int, default=batch)
+        p.add_argument('--lr', type=float, default=lr)
+        p.add_argument('--seed', type=int, default=0)
+        p.add_argument('--image-size', type=int, default=0, help='px the model sees (0: the preset\'s)')
+        p.add_argument('--image-shift', type=int, default=4, help='random-shift augmentation, px (0: off)')
+        p.add_argument('--workers', type=int, default=1, help='DataLoader worker processes')
+        p.add_argument('--threads', type=int, default=1, help='torch threads of the training process')
+        p.add_argument('--resume', action='store_true', help='continue from <out>/checkpoint if present')
+        p.add_argument('--log-every', type=int, default=10)
+        p.add_argument('--plot-every', type=int, default=100)
+        p.add_argument('--save-every', type=int, default=500)
+
+    p = sub.add_parser('vla', help='the VLA (flow matching + FAST with Knowledge Insulation)')
+    common(p, 2000, 16, 3e-4, 'tiny', ['micro', 'tiny', 'small'])
+    p.add_argument('--horizon', type=int, default=10, help='action chunk length H (steps at the control rate)')
+    p.add_argument('--subgoal-prob', type=float, default=0.3, help='fraction of samples given a subgoal image')
+    p.add_argument('--memory-prob', type=float, default=0.3, help='fraction of samples given memory frames')
+    p.add_argument('--absolute-actions', action='store_true',
+                   help='predict absolute targets (default: joints/axes relative to the current state)')
+    p.add_argument('--no-ki', action='store_true', help='pi0-style joint training: the flow loss reaches the backbone')
+    p.add_argument('--fast-weight', type=float, default=1.0, help='weight of the FAST cross-entropy (0: flow only)')
+    p = sub.add_parser('high_level', help='the high-level subtask / language-memory decoder')
+    common(p, 800, 16, 5e-4, 'tiny', ['micro', 'tiny', 'small'])
+    p.add_argument('--step-stride', type=int, default=3, help='use every n-th step of each episode')
+    p = sub.add_parser('world_model', help='the subgoal-image world model (VAE, then latent flow)')
+    common(p, 1500, 16, 1e-3, 'tiny', ['micro', 'tiny'])
+    p.add_argument('--vae-steps', type=int, default=600)
+    p.add_argument('--subgoal-ahead-s', type=float, default=3.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from .training import cleanup_distributed, init_distributed
+    init_distributed()
+    try:
+        profile = load_profile_spec(args.profile)
+        run = {'vla': run_vla, 'high_level': run_high_level, 'world_model': run_world_model}[args.model]
+        summary = run(args, profile)
+        print(json.dumps(summary))
+    finally:
+        cleanup_distributed()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Datasets over a converted dataset: VLA samples (chunk padding + mask, subtask, subgoal, memory, language
+memory), high-level samples (subtask / <done> / memory updates), and loading with DataLoader workers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from policy_data_fixtures import INSTRUCTION, PLAN, expected_action, write_bag, write_profile
+from torch.utils.data import DataLoader
+
+from pi07_policy.data.convert import convert
+from pi07_policy.data.datasets import HighLevelDataset, VLADataset, WorldModelDataset
+from pi07_policy.data.profile_spec import load_profile_spec
+
+STEPS = 30
+
+
+@pytest.fixture(scope='module')
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp('datasets')
+    profile = load_profile_spec(write_profile(root / 'test_bot.yaml'))
+    for seed in range(3):
+        write_bag(root / 'bags' / f'ep_{seed}', steps=STEPS, seed=seed)
+    convert([root / 'bags'], root / 'dataset', profile, val_fraction=0.0, progress=False, log=lambda *_: None)
+    return root / 'dataset'
+
+
+def _find(ds, episode: str, step: int) -> int:
+    return next(i for i, (k, t) in enumerate(ds.items) if ds.episodes[k]['name'] == episode and t == step)
+
+
+def test_vla_sample_contents(dataset_dir):
+    ds = VLADataset(dataset_dir, 'train', horizon=8)
+    assert len(ds) == 3 * STEPS
+    s = ds[_find(ds, 'ep_1', 20)]
+    np.testing.assert_allclose(s['actions'], np.stack([expected_action(t, STEPS, 1) for t in range(20, 28)]),
+                               atol=1e-5)
+    assert s['action_mask'].all() and s['task'] == INSTRUCTION and s['subtask'] == PLAN[1]
+    assert s['language_memory'] == f'Done: {PLAN[0]}.'
+    assert s['metadata'] == {'speed': 3, 'quality': 4, 'mistake': False, 'control_mode': 'joint'}
+    assert set(s['images']) == {'scene', 'wrist'} and s['images']['scene'].shape == (16, 16, 3)
+    assert 'subgoal_images' not in s and 'memory_images' not in s
+    end = ds[_find(ds, 'ep_1', STEPS - 3)]        # 3 real actions, then the last one repeated, masked out
+    assert list(end['action_mask']) == [True] * 3 + [False] * 5
+    np.testing.assert_array_equal(end['actions'][3:], np.repeat(end['actions'][2:3], 5, axis=0))
+    first = ds[_find(ds, 'ep_0', 3)]
+    assert first['language_memory'] == '' and first['subtask'] == PLAN[0]
+
+
+def test_subgoal_and_memory_frames(dataset_dir):
+    ds = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=1.0, subgoal_end_prob=1.0, memory_prob=1.0)
+    s = ds[_find(ds, 'ep_0', 5)]
+    # subgoal at the end of the current subtask = the first frame of the next one (step 15); brightness = 4 * step
+    assert int(s['subgoal_images']['scene'][5, 5, 0]) == 4 * 15
+    mem = s['memory_images']['wrist']
+    assert len(mem) == 6 and [int(f[5, 5, 0]) for f in mem] == [0] * 6       # only the first kept frame yet
+    s = ds[_find(ds, 'ep_0', 27)]
+    assert [int(f[5, 5, 0]) // 4 for f in s['memory_images']['scene']] == [0, 0, 0, 0, 10, 20]
+    assert int(s['subgoal_images']['scene'][5, 5, 0]) == 4 * (STEPS - 1)        # last subtask: the episode's end
+    ahead = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=1.0, subgoal_end_prob=0.0, subgoal_ahead_s=1.0)
+    assert int(ahead[_find(ahead, 'ep_0', 2)]['subgoal_images']['scene'][5, 5, 0]) == 4 * 12
+    wm = WorldModelDataset(dataset_dir, 'train')
+    assert set(wm[0]) == {'images', 'subgoal_images', 'subtask', 'task', 'metadata'}
+
+
+def test_high_level_samples(dataset_dir):
+    ds = HighLevelDataset(dataset_dir, 'train', step_stride=1, memory_repeat=1)
+    samples = [ds[i] for i in range(len(ds))]
+    memory = [s for s in samples if 'updated_memory' in s]
+    done = [s for s in samples if s.get('task_done')]
+    subtask = [s for s in samples if 'next_subtask' in s]
+    assert len(memory) == 3 * 2 and len(done) == 3 * 3 and len(subtask) == 3 * (STEPS - 3)
+    assert {m['updated_memory'] for m in memory} == {f'Done: {PLAN[0]}.', f'Done: {PLAN[0]}; {PLAN[1]}.'}
+    late = [s for s in subtask if s['next_subtask'] == PLAN[1]]
+    assert late and all(s['subtask_history'] == [PLAN[0]] and s['memory'] == f'Done: {PLAN[0]}.' for s in late)
+    assert all(d['subtask_history'] == PLAN for d in done)
+
+
+def test_loading_with_workers_matches_in_process(dataset_dir):
+    from pi07_policy.models.vla.micro import micro
+    from pi07_policy.models.vla.processing_vla import RobotSpec, VLAProcessor
+    ds = VLADataset(dataset_dir, 'train', horizon=10)
+    cfg = micro(state_dim=3, action_dim=3)
+    proc = VLAProcessor.build(cfg, RobotSpec(camera_names=('scene', 'wrist'), state_dim=3, action_dim=3),
+                              [ds[i] for i in range(0, len(ds), 5)], fit_fast=False)
+    torch.set_num_threads(1)
+
+    def batches(workers):
+        loader = DataLoader(ds, batch_size=16, shuffle=False, num_workers=workers, collate_fn=proc.collate)
+        return list(loader)
+
+    with_workers, in_process = batches(2), batches(0)
+    assert len(with_workers) == len(in_process) == int(np.ceil(len(ds) / 16))
+    for a, b in zip(with_workers, in_process):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key])
