@@ -79,6 +79,12 @@ def delta_action_mask(profile: ProfileSpec) -> tuple[bool, ...]:
                  for i, name in enumerate(profile.action_state_names))
 
 
+def export_copy(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
+    """A copy of the model in the export dtype (float16 halves the shipped files; loading casts back to float32)."""
+    import copy
+    return copy.deepcopy(model).to({'float32': torch.float32, 'float16': torch.float16}[dtype]).eval()
+
+
 def save_summary(out: Path, summary: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / 'summary.json').write_text(json.dumps(summary, indent=1))
@@ -126,7 +132,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     from .training import TrainConfig, dist_info
 
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
-                         memory_prob=args.memory_prob, image_shift=args.image_shift)
+                         memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include)
     check_dataset(dataset, profile)
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
@@ -149,21 +155,22 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
                'image_size': config.vision.image_size, 'train_samples': len(dataset)}
     if dist_info().is_main:
-        val = validation_loss(policy, args.dataset, args.horizon, args.seed)
+        val = validation_loss(policy, args.dataset, args.horizon, args.seed, include=args.include)
         if val is not None:
             summary['val_flow_loss'] = val
         if args.export:
-            VLAPolicy(policy.model, processor).save(args.export, profile=profile.path)
+            VLAPolicy(export_copy(policy.model, args.export_dtype), processor).save(args.export, profile=profile.path)
             summary['export'] = str(args.export)
         save_summary(out, summary)
     return summary
 
 
 @torch.no_grad()
-def validation_loss(policy, root, horizon: int, seed: int, batches: int = 8, batch_size: int = 16) -> float | None:
+def validation_loss(policy, root, horizon: int, seed: int, batches: int = 8, batch_size: int = 16,
+                    include: list[str] | None = None) -> float | None:
     """Flow-matching loss on the val split (no prompt dropout, fixed noise seed): a held-out learning curve point."""
     try:
-        val = VLADataset(root, 'val', horizon=horizon)
+        val = VLADataset(root, 'val', horizon=horizon, include=include)
     except ValueError:
         return None
     rng = np.random.default_rng(seed)
@@ -180,10 +187,11 @@ def validation_loss(policy, root, horizon: int, seed: int, batches: int = 8, bat
 
 # --------------------------------------------------------------------------------------------------- high level
 def run_high_level(args, profile: ProfileSpec) -> dict:
-    from .models.high_level import PRESETS, HighLevelProcessor, train_high_level
+    from .models.high_level import PRESETS, HighLevelPolicy, HighLevelProcessor, train_high_level
     from .training import TrainConfig, dist_info
 
-    dataset = HighLevelDataset(args.dataset, 'train', step_stride=args.step_stride, image_shift=args.image_shift)
+    dataset = HighLevelDataset(args.dataset, 'train', step_stride=args.step_stride, image_shift=args.image_shift,
+                               include=args.include)
     check_dataset(dataset, profile)
     cfg = PRESETS[args.config]()
     if args.image_size:
@@ -209,7 +217,8 @@ def run_high_level(args, profile: ProfileSpec) -> dict:
     if dist_info().is_main:
         summary.update(high_level_accuracy(policy, args.dataset))
         if args.export:
-            policy.save(args.export, profile=profile.path, embodiment=profile.embodiment)
+            HighLevelPolicy(export_copy(policy.model, args.export_dtype), policy.processor).save(
+                args.export, profile=profile.path, embodiment=profile.embodiment)
             summary['export'] = str(args.export)
         save_summary(out, summary)
     return summary
@@ -244,7 +253,7 @@ def run_world_model(args, profile: ProfileSpec) -> dict:
     from .training import dist_info
 
     dataset = WorldModelDataset(args.dataset, 'train', subgoal_ahead_s=args.subgoal_ahead_s,
-                                image_shift=args.image_shift)
+                                image_shift=args.image_shift, include=args.include)
     check_dataset(dataset, profile)
     factory = CONFIGS[args.config]
     cfg = factory()
@@ -268,7 +277,8 @@ def run_world_model(args, profile: ProfileSpec) -> dict:
                 summary[f'{stage}_loss_first'], summary[f'{stage}_loss_last'] = rows[0]['loss'], rows[-1]['loss']
     if dist_info().is_main:
         if args.export:
-            model.save_pretrained(args.export, embodiment=profile.embodiment)
+            export_copy(model, args.export_dtype).save_pretrained(args.export, embodiment=profile.embodiment,
+                                                                  profile=profile.path)
             summary['export'] = str(args.export)
         save_summary(out, summary)
     return summary
@@ -285,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--profile', required=True, help='robot profile name (sim_arm7) or YAML path')
         p.add_argument('--out', required=True, help='run directory (history, loss.png, checkpoint/)')
         p.add_argument('--export', default=None, help='also write a clean checkpoint (no optimizer state) here')
+        p.add_argument('--export-dtype', default='float16', choices=['float16', 'float32'],
+                       help='weights dtype of the exported checkpoint (loading casts to float32)')
         p.add_argument('--config', default=config, choices=choices, help='model size preset')
         p.add_argument('--steps', type=int, default=steps)
         p.add_argument('--batch-size', type=int, default=batch)
@@ -295,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--workers', type=int, default=1, help='DataLoader worker processes')
         p.add_argument('--threads', type=int, default=1, help='torch threads of the training process')
         p.add_argument('--resume', action='store_true', help='continue from <out>/checkpoint if present')
+        p.add_argument('--include', nargs='*', default=None,
+                       help='only episodes whose name contains one of these (e.g. ordered_place)')
         p.add_argument('--log-every', type=int, default=10)
         p.add_argument('--plot-every', type=int, default=100)
         p.add_argument('--save-every', type=int, default=500)

@@ -55,7 +55,7 @@ class EpisodeDataset(Dataset):
     """Base: the index, lazily opened memory maps (per process: workers open their own), the (episode, step) list."""
 
     def __init__(self, root: str | Path, split: str | None = 'train', episodes: list[str] | None = None,
-                 step_stride: int = 1):
+                 step_stride: int = 1, include: list[str] | None = None):
         self.root = Path(root)
         self.index = read_index(self.root)
         self.norm_stats = read_norm_stats(self.root)
@@ -63,6 +63,8 @@ class EpisodeDataset(Dataset):
         eps = [e for e in self.index['episodes'] if split in (None, 'all') or e['split'] == split]
         if episodes is not None:
             eps = [e for e in eps if e['name'] in set(episodes)]
+        if include:   # name substrings, e.g. ['ordered_place']
+            eps = [e for e in eps if any(pattern in e['name'] for pattern in include)]
         if not eps:
             raise ValueError(f'{root}: no episodes in split {split!r}')
         self.episodes = eps
@@ -108,8 +110,8 @@ class VLADataset(EpisodeDataset):
                  subgoal_prob: float = 0.0, subgoal_end_prob: float = 0.5, subgoal_ahead_s: float = 3.0,
                  memory_prob: float = 0.0, memory_frames: int = 6, memory_stride_s: float = 1.0,
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
-                 with_images: bool = True):
-        super().__init__(root, split, episodes, step_stride)
+                 with_images: bool = True, include: list[str] | None = None):
+        super().__init__(root, split, episodes, step_stride, include)
         self.horizon = horizon
         self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
         rate = float(self.index['control_rate_hz'])
@@ -192,8 +194,8 @@ class HighLevelDataset(EpisodeDataset):
     """
 
     def __init__(self, root: str | Path, split: str | None = 'train', step_stride: int = 3, memory_repeat: int = 3,
-                 image_shift: int = 0, episodes: list[str] | None = None):
-        super().__init__(root, split, episodes, step_stride)
+                 image_shift: int = 0, episodes: list[str] | None = None, include: list[str] | None = None):
+        super().__init__(root, split, episodes, step_stride, include)
         self.image_shift = image_shift
         items = []
         for k, t in self.items:
