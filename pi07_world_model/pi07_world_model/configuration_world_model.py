@@ -61,6 +61,7 @@ class UNetConfig:
     heads: int = 4
     groups: int = 16             # GroupNorm groups (must divide every channel count)
     cond_dim: int = 256          # global conditioning vector: flow time + metadata + pooled text + camera
+    position_embedding: bool = True   # 2D sine-cosine positions added to the attention tokens
 
 
 @dataclass(frozen=True)

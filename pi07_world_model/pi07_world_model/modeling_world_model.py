@@ -104,6 +104,17 @@ def sample_flow_time(n: int, device=None, generator: torch.Generator | None = No
     return torch.sigmoid(torch.randn(n, device=device, generator=generator))
 
 
+def sincos_2d(h: int, w: int, dim: int, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Fixed 2D sine-cosine position features of an h x w grid: (h*w, dim), half the channels per axis."""
+    quarter = dim // 4
+    freqs = torch.exp(-math.log(100.0) * torch.arange(quarter, device=device, dtype=torch.float32) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
+                            torch.arange(w, device=device, dtype=torch.float32), indexing='ij')
+    ay, ax = ys.reshape(-1, 1) * freqs, xs.reshape(-1, 1) * freqs                 # (h*w, quarter) each
+    emb = torch.cat([ay.sin(), ay.cos(), ax.sin(), ax.cos()], dim=1)               # (h*w, 4*quarter)
+    return F.pad(emb, (0, dim - emb.shape[1])).to(dtype)
+
+
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal features of the flow time t in [0, 1]: (N,) -> (N, dim)."""
     half = dim // 2
@@ -207,8 +218,9 @@ class TextEncoder(nn.Module):
 class ViewTextAttention(nn.Module):
     """Self-attention across every position of every camera of a sample, then cross-attention to the text."""
 
-    def __init__(self, ch: int, heads: int, groups: int, text_dim: int):
+    def __init__(self, ch: int, heads: int, groups: int, text_dim: int, position_embedding: bool = True):
         super().__init__()
+        self.position_embedding = position_embedding
         self.norm = nn.GroupNorm(groups, ch)
         self.self_attn = Attention(ch, heads)
         self.norm_cross = nn.LayerNorm(ch)
@@ -220,8 +232,10 @@ class ViewTextAttention(nn.Module):
         # x: (B*V, ch, h, w); text: (B, L, text_dim)
         BV, ch, h, w = x.shape
         B = BV // num_views
-        tokens = self.norm(x).view(B, num_views, ch, h * w).permute(0, 1, 3, 2).reshape(B, num_views * h * w, ch)
-        tokens = self.self_attn(tokens)                                             # (B, V*h*w, ch)
+        tokens = self.norm(x).view(B, num_views, ch, h * w).permute(0, 1, 3, 2)  # (B, V, h*w, ch)
+        if self.position_embedding:   # where each token is in its image (the same grid for every camera)
+            tokens = tokens + sincos_2d(h, w, ch, x.device, x.dtype)
+        tokens = self.self_attn(tokens.reshape(B, num_views * h * w, ch))           # (B, V*h*w, ch)
         tokens = tokens + self.cross_attn(self.norm_cross(tokens), text, text_mask)
         tokens = tokens + self.mlp(self.norm_mlp(tokens))
         delta = tokens.view(B, num_views, h * w, ch).permute(0, 1, 3, 2).reshape(BV, ch, h, w)
@@ -244,14 +258,14 @@ class UNet(nn.Module):
             c_in = ch[i - 1] if i > 0 else ch[0]
             level = nn.ModuleDict({
                 'res': nn.ModuleList([ResBlock(c_in if j == 0 else c, c, g, cd) for j in range(u.res_blocks)]),
-                'attn': ViewTextAttention(c, u.heads, g, td) if u.attention[i] else nn.Identity(),
+                'attn': ViewTextAttention(c, u.heads, g, td, u.position_embedding) if u.attention[i] else nn.Identity(),
                 'down': nn.Conv2d(c, c, 3, stride=2, padding=1) if i < len(ch) - 1 else nn.Identity(),
             })
             self.down.append(level)
             skip_ch.append(c)
 
         self.mid_res1 = ResBlock(ch[-1], ch[-1], g, cd)
-        self.mid_attn = ViewTextAttention(ch[-1], u.heads, g, td)
+        self.mid_attn = ViewTextAttention(ch[-1], u.heads, g, td, u.position_embedding)
         self.mid_res2 = ResBlock(ch[-1], ch[-1], g, cd)
 
         self.up = nn.ModuleList()     # per level (deepest first): ResBlock over [h, skip] (+ attention), upsample
@@ -260,7 +274,7 @@ class UNet(nn.Module):
             c = ch[i]
             level = nn.ModuleDict({
                 'res': ResBlock(c_prev + skip_ch[i], c, g, cd),
-                'attn': ViewTextAttention(c, u.heads, g, td) if u.attention[i] else nn.Identity(),
+                'attn': ViewTextAttention(c, u.heads, g, td, u.position_embedding) if u.attention[i] else nn.Identity(),
                 'up': nn.Conv2d(c, ch[i - 1], 3, padding=1) if i > 0 else nn.Identity(),
             })
             self.up.append(level)
