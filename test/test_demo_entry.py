@@ -24,5 +24,5 @@ def test_missing_checkpoints_say_how_to_make_them(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert 'sim_arm7' in result.stderr and 'sim_gantry' in result.stderr
     assert str(tmp_path / 'none' / 'sim_arm7' / 'vla') in result.stderr
-    assert 'docs/evaluation.md' in result.stderr and '--checkpoint-root' in result.stderr
+    assert 'scripts/train_checkpoints.sh' in result.stderr and '--checkpoint-root' in result.stderr
     assert not (tmp_path / 'out').exists(), 'nothing is started or written without checkpoints'

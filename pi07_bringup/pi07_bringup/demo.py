@@ -39,9 +39,9 @@ from pi07_bringup.evaluate import (
 )
 
 DEFAULT_PROFILES = ('sim_arm7', 'sim_gantry')
-MAKE_CHECKPOINTS = ('the shipped checkpoints are made by the learning loop (collect demonstrations, convert, '
-                    'train); docs/evaluation.md#checkpoints gives the exact command. Or point the demo at other '
-                    'checkpoints: --checkpoint-root DIR (DIR/<profile>/{vla,high_level,world_model})')
+MAKE_CHECKPOINTS = ('make them with:  bash scripts/train_checkpoints.sh   (collect demonstrations -> convert -> '
+                    'train, ≈ 30 min per embodiment on 2 cores; docs/evaluation.md#checkpoints), or point the demo '
+                    'at other checkpoints: --checkpoint-root DIR (DIR/<profile>/{vla,high_level,world_model})')
 
 
 def profile_checkpoints(profile: str, root: str | None) -> dict[str, str]:
