@@ -136,3 +136,27 @@ def test_rollout_loop_executes_chunks_and_reports():
     assert Policy.calls == 2 * 3                                  # 11 steps, a new chunk every 4
     summary = summarize(results)
     assert summary['success_rate'] == 1.0 and summary['mean_progress'] == 1.0
+
+
+def test_delta_actions_round_trip_and_rtc_prefix():
+    """Delta dimensions are relative to the state inside the model and absolute outside, RTC prefix included."""
+    from pi07_policy.models.vla.micro import micro
+    from pi07_policy.models.vla.modeling_vla import VLAModel
+    from pi07_policy.models.vla.policy import VLAPolicy
+    from pi07_policy.models.vla.processing_vla import RobotSpec, VLAProcessor
+    rng = np.random.default_rng(0)
+    state = np.array([0.5, -1.0, 0.3], np.float32)
+    samples = [{'state': rng.normal(size=3).astype(np.float32), 'actions': rng.normal(size=(10, 3)).astype(np.float32),
+                'task': 't'} for _ in range(8)]
+    cfg = micro(state_dim=3, action_dim=3)
+    robot = RobotSpec(camera_names=('scene',), state_dim=3, action_dim=3, delta_action_mask=(True, True, False))
+    proc = VLAProcessor.build(cfg, robot, samples, fit_fast=False)
+    actions = rng.normal(size=(10, 3)).astype(np.float32)
+    model_space = proc.actions_to_model(actions, state)
+    np.testing.assert_allclose(proc.actions_from_model(model_space, state), actions, atol=1e-5)
+    shifted = proc.actions_to_model(actions + np.array([1.0, 1.0, 0.0], np.float32), state + np.array([1, 1, 0.5]))
+    np.testing.assert_allclose(shifted, model_space, atol=1e-5)       # only the relative part matters
+    policy = VLAPolicy(VLAModel(cfg), proc)
+    obs = {'images': {'scene': np.zeros((16, 16, 3), np.uint8)}, 'state': state}
+    out = policy.infer({**obs, 'prev_actions': actions[:6], 'delay_steps': 2, 'mode': 'rtc'})
+    np.testing.assert_array_equal(out['actions'][:2], actions[:2])
