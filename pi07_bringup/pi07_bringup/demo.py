@@ -7,6 +7,7 @@ the evaluator (pi07_bringup.evaluate) runs a few held-out episodes through it, a
 
     <profile>.gif       the scene camera over the first episode
     results.png         success rate and progress per embodiment
+    progress.png        subtasks done over time in each episode
     latency.png         inference latency of the action expert per embodiment
     <profile>/eval.json, eval.md    the evaluator's full report
     demo_summary.json   the figures printed (also written to ./demo_summary.json)
@@ -75,7 +76,8 @@ def profile_figures(report: dict, latencies_ms: list[float]) -> dict:
         'latency_p95_ms': s['latency_p95_ms'], 'chunk_rate_hz': s['chunk_rate_hz'], 'jerk_rms': s['jerk_rms'],
         'seeds': report['seeds'], 'duration_s': report['duration_s'],
         'per_episode': [{k: e[k] for k in ('seed', 'family', 'state', 'success', 'subtasks_done', 'subtasks_total',
-                                           'progress', 'episode_time_s', 'latency_p50_ms')} for e in row['episodes']],
+                                           'progress', 'episode_time_s', 'latency_p50_ms', 'timeline')}
+                        for e in row['episodes']],
         'latency_samples': len(latencies_ms),
     }
 
@@ -128,7 +130,24 @@ def write_plots(figures: dict[str, dict], latencies: dict[str, list[float]], out
     latency = out / 'latency.png'
     fig.savefig(latency, dpi=110)
     plt.close(fig)
-    return [results, latency]
+
+    # Subtasks done over each episode's time: where a policy gets stuck shows as a flat step.
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for i, name in enumerate(names):
+        for j, episode in enumerate(figures[name]['per_episode']):
+            points = list(episode.get('timeline') or []) + [(episode['episode_time_s'], episode['subtasks_done'])]
+            times = [0.0] + [t for t, _ in points]
+            done = [0] + [d for _, d in points]
+            ax.step(times, np.array(done) + 0.04 * (j - 0.5), where='post', color=f'C{i}', alpha=0.8,
+                    label=name if j == 0 else None)
+    ax.set_xlabel('episode time (s, simulated)')
+    ax.set_ylabel('subtasks done in order')
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    progress = out / 'progress.png'
+    fig.savefig(progress, dpi=110)
+    plt.close(fig)
+    return [results, latency, progress]
 
 
 def write_outputs(results: dict[str, tuple[dict, list[float], list[np.ndarray]]], out: Path,

@@ -156,6 +156,7 @@ class Episode:
     jerk_rms: float = float('nan')
     path_length: float = float('nan')
     message: str = ''
+    timeline: list[tuple[float, int]] = field(default_factory=list)   # (elapsed_s, subtasks_done) at changes
 
     def record(self) -> dict:
         out = asdict(self)
@@ -593,6 +594,10 @@ class Evaluator:
         episode.progress = float(status.progress)
         episode.episode_time_s = float(status.elapsed_s)
         episode.message = status.message
+        statuses = [s for s in probe.snapshot()[0] if s.task_id == task.task_id]
+        for s in statuses:
+            if not episode.timeline or s.subtasks_done != episode.timeline[-1][1]:
+                episode.timeline.append((round(float(s.elapsed_s), 2), int(s.subtasks_done)))
         _, chunks, path = probe.snapshot()
         episode_chunks = [m for _, m in chunks if m.task_id == task.task_id]
         episode.chunks = len(episode_chunks)

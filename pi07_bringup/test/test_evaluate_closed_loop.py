@@ -44,6 +44,7 @@ def test_report_shape(evaluation):
         assert episode['state'] == 'cut' and 5.0 <= episode['episode_time_s'] < 8.0, episode
         assert episode['subtasks_total'] == 4 and episode['task_id'].startswith('arm7/ordered_place/10000/')
         assert episode['chunks'] >= 3 and episode['path_length'] > 0.01, episode
+        assert episode['timeline'] and episode['timeline'][0][1] == 0, episode
     memory, sync = (r['episodes'][0] for r in report['rows'])
     assert memory['task_id'] != sync['task_id'], 'each episode is a new reset'
     # The live parameters reached the action expert: 200 ms injected delay shows in the measured latency.
@@ -66,7 +67,7 @@ def test_demo_outputs(evaluation):
     latency = [v for e in evaluator.episodes for v in e.latency_ms]
     summary = write_outputs({'sim_arm7': (report, latency, evaluator.frames)}, out / 'demo',
                             out / 'demo_summary.json', started=0.0, note='random')
-    for name in ('sim_arm7.gif', 'results.png', 'latency.png', 'demo_summary.json'):
+    for name in ('sim_arm7.gif', 'results.png', 'latency.png', 'progress.png', 'demo_summary.json'):
         assert (out / 'demo' / name).stat().st_size > 1000, name
     frames = imageio.mimread(out / 'demo' / 'sim_arm7.gif')
     assert len(frames) >= 10 and frames[0].shape[:2] == (192, 192)  # identical frames may be merged
