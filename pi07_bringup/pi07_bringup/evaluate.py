@@ -485,7 +485,7 @@ class Evaluator:
         self.options = options
         self.log = log
         self.profile = load_profile(options.profile, options.checkpoint_dir)
-        self.checkpoints = dict(self.profile.checkpoints, **(options.checkpoints or default_checkpoints(self.profile)))
+        self.checkpoints = {**self.profile.checkpoints, **default_checkpoints(self.profile), **options.checkpoints}
         self.configs = select_configs(options.configs)
         check_checkpoints(self.checkpoints, {n for c in self.configs for n in c.nodes})
         self.seeds = list(range(options.first_seed, options.first_seed + options.seeds))
