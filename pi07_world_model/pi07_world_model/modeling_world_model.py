@@ -218,7 +218,7 @@ class TextEncoder(nn.Module):
 class ViewTextAttention(nn.Module):
     """Self-attention across every position of every camera of a sample, then cross-attention to the text."""
 
-    def __init__(self, ch: int, heads: int, groups: int, text_dim: int, position_embedding: bool = True):
+    def __init__(self, ch: int, heads: int, groups: int, text_dim: int, position_embedding: bool):
         super().__init__()
         self.position_embedding = position_embedding
         self.norm = nn.GroupNorm(groups, ch)

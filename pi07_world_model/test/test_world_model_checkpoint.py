@@ -102,3 +102,17 @@ def test_invalid_config_and_other_model_types_are_clear_errors(saved, tmp_path):
         WorldModel.from_pretrained(d)
     with pytest.raises(CheckpointError, match='does not exist'):
         WorldModel.from_pretrained(tmp_path / 'nowhere')
+
+
+def test_config_of_an_older_checkpoint_loads_with_the_behaviour_it_was_trained_with(saved, tmp_path):
+    """Options added later default to the old behaviour: a config.json without them means 'off'."""
+    model, directory, obs = saved
+    assert model.config.unet.position_embedding
+    d = broken_copy(directory, tmp_path)
+    meta = json.loads((d / 'config.json').read_text())
+    del meta['config']['unet']['position_embedding']
+    (d / 'config.json').write_text(json.dumps(meta))
+    old = WorldModel.from_pretrained(d)
+    assert not old.config.unet.position_embedding
+    a, b = model.generate(obs, seed=0)['subgoal_images'], old.generate(obs, seed=0)['subgoal_images']
+    assert any(not np.array_equal(a[c], b[c]) for c in a)
