@@ -235,10 +235,15 @@ def comparisons(rows: list[dict]) -> dict:
             value = diff(upper, lower, 'success_rate', family)
             if value is not None:
                 out['prompt'][f'{upper} - {lower} success ({family})'] = value
+    out['delay_jerk'] = {}
     for mode in ('rtc', 'sync'):
         curve = {d: by.get((f'{mode}_d{d}', MAIN_FAMILY), {}).get('success_rate') for d in DELAYS_MS}
         if any(v is not None for v in curve.values()):
             out['delay'][mode] = {f'{d} ms': v for d, v in curve.items()}
+        # Smoothness against delay: where the executor switches to a late chunk, sync jumps and RTC does not.
+        jerk = {d: by.get((f'{mode}_d{d}', MAIN_FAMILY), {}).get('jerk_rms') for d in DELAYS_MS}
+        if any(v is not None for v in jerk.values()):
+            out['delay_jerk'][mode] = {f'{d} ms': v for d, v in jerk.items()}
     for key in ('success_rate', 'progress', 'episode_time_s', 'jerk_rms'):
         value = diff('steer_q5', 'steer_q2', key)
         if value is not None:
@@ -279,6 +284,12 @@ def markdown_table(report: dict) -> str:
                   '|---|' + '---|' * len(DELAYS_MS)]
         for mode, curve in comp['delay'].items():
             lines.append(f'| {mode} | ' + ' | '.join(_fmt(curve.get(f'{d} ms'), '.0%') for d in DELAYS_MS) + ' |')
+    if comp.get('delay_jerk'):
+        lines += ['', '## RMS jerk of the robot\'s path against injected delay', '',
+                  '| mode | ' + ' | '.join(f'{d} ms' for d in DELAYS_MS) + ' |',
+                  '|---|' + '---|' * len(DELAYS_MS)]
+        for mode, curve in comp['delay_jerk'].items():
+            lines.append(f'| {mode} | ' + ' | '.join(_fmt(curve.get(f'{d} ms'), '.1f') for d in DELAYS_MS) + ' |')
     if comp.get('steering'):
         lines += ['', '## Steering (quality 5 / no mistake minus quality 2)', '']
         for key, value in comp['steering'].items():

@@ -93,6 +93,7 @@ def test_summary_comparisons_and_report_files(tmp_path):
     assert comp['steering']['q5 - q2 episode_time_s'] == pytest.approx(-12.0)
     assert comp['steering']["in the label's direction"] == ['episode_time_s', 'jerk_rms', 'progress', 'success_rate']
     assert comp['delay']['sync']['300 ms'] == 0.0 and comp['delay']['sync']['0 ms'] is None
+    assert 'sync' not in comp['delay_jerk']  # no finite jerk in any sync row: no curve
     report = {'profile': 'sim_arm7', 'embodiment': 'arm7', 'seeds': [10000, 10001], 'duration_s': 90.0,
               'checkpoint_note': 'test', 'rows': rows, 'comparisons': comp}
     json_path, md_path = write_report(report, tmp_path)
