@@ -266,10 +266,12 @@ def markdown_table(report: dict) -> str:
     """The Markdown version of the report (docs/evaluation.md explains the columns)."""
     lines = [f'# Closed-loop evaluation: {report["profile"]} ({report["embodiment"]})', '',
              f'{len(report["seeds"])} held-out seed(s) per row ({report["seeds"][0]}…{report["seeds"][-1]}), '
-             f'{report["duration_s"] / 60:.1f} min, checkpoints: {report["checkpoint_note"]}.', '',
-             '| config | family | episodes | success | progress | episode time (s) | time when ok (s) | '
-             'latency p50 / p95 (ms) | chunks/s | RMS jerk | what it is |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
+             f'{report["duration_s"] / 60:.1f} min, checkpoints: {report["checkpoint_note"]}.', '']
+    if report.get('aborted'):
+        lines += [f'**Aborted**: {report["aborted"]} (rows hold the episodes run before).', '']
+    lines += ['| config | family | episodes | success | progress | episode time (s) | time when ok (s) | '
+              'latency p50 / p95 (ms) | chunks/s | RMS jerk | what it is |',
+              '|---|---|---|---|---|---|---|---|---|---|---|']
     for row in report['rows']:
         s = row['summary']
         lines.append(
@@ -637,7 +639,7 @@ class Evaluator:
                                    self.profile.camera_names[0] if self.options.gif_episodes else None)
         self._gif_done: list[int] = []
         results: dict[tuple, list[Episode]] = {}
-        done = 0
+        done, aborted = 0, ''
         try:
             for nodes, configs in plan:
                 self._start_stack(nodes)
@@ -668,6 +670,9 @@ class Evaluator:
                                          'min left]')
                 finally:
                     self._stop_stack()
+        except (Exception, KeyboardInterrupt) as exc:  # a dead node, a stack that will not come up, Ctrl-C
+            aborted = f'{type(exc).__name__}: {exc}'
+            self.log(f'aborted: {aborted}\nthe report holds the {done} episode(s) run so far')
         finally:
             self.frames = list(self._probe.frames)
             self.episodes = [e for episodes in results.values() for e in episodes]
@@ -689,7 +694,7 @@ class Evaluator:
             'started': started, 'duration_s': time.monotonic() - t0,
             'host': {'cpus': os.cpu_count(), 'load_average': list(os.getloadavg()),
                      'python': platform.python_version()},
-            'rows': rows,
+            'rows': rows, 'aborted': aborted,
         }
         report['comparisons'] = comparisons(rows)
         return report
@@ -775,7 +780,7 @@ def main(argv=None) -> int:
     gif = write_gif(evaluator.frames, Path(options.out) / 'episodes.gif')
     print(markdown_table(report))
     print(f'{prefix} wrote {json_path}, {md_path}' + (f', {gif}' if gif else ''))
-    return 0
+    return 1 if report['aborted'] else 0
 
 
 if __name__ == '__main__':

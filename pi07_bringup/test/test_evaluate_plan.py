@@ -113,3 +113,33 @@ def test_missing_checkpoints_are_named(tmp_path):
     with pytest.raises(MissingCheckpoints) as err:
         check_checkpoints(paths, ['action_expert', 'world_model', 'high_level_policy'])
     assert 'world_model' in str(err.value) and 'high_level_policy: (none given)' in str(err.value)
+
+
+def test_a_stack_that_fails_still_gives_a_report(tmp_path, monkeypatch):
+    import pi07_bringup.evaluate as evaluate
+
+    for sub in ('vla', 'high_level', 'world_model'):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / 'config.json').write_text('{}')
+
+    class NoProbe:
+        frames = []
+
+        def __init__(self, *args):
+            pass
+
+        def stop(self):
+            pass
+
+    def refuse(self, nodes):
+        raise RuntimeError('action_expert: transition configure failed')
+
+    monkeypatch.setattr(evaluate, 'EpisodeProbe', NoProbe)
+    monkeypatch.setattr(evaluate.Evaluator, '_start_stack', refuse)
+    options = evaluate.EvalOptions(checkpoints=evaluate.checkpoints_in(str(tmp_path)), configs='language_only',
+                                   seeds=2, out=str(tmp_path / 'out'))
+    lines = []
+    report = evaluate.Evaluator(options, log=lines.append).run()
+    assert 'configure failed' in report['aborted'] and any('aborted' in line for line in lines)
+    assert report['rows'][0]['summary']['episodes'] == 0
+    assert '**Aborted**' in markdown_table(report)
