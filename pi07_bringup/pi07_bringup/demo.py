@@ -167,6 +167,7 @@ def write_outputs(results: dict[str, tuple[dict, list[float], list[np.ndarray]]]
         'what': 'pi07 full stack (sim, memory, high_level_policy, world_model, action_expert, chunk_executor) '
                 'closed loop on the simulated robot; held-out seeds; success = the sim\'s task check',
         'checkpoints': note, 'profiles': figures, 'table': results_table(figures),
+        'aborted': {name: report['aborted'] for name, (report, _, _) in results.items() if report.get('aborted')},
         'files': [str(p) for p in files], 'wall_time_s': time.monotonic() - started,
         'written': time.strftime('%Y-%m-%dT%H:%M:%S'),
     }
@@ -222,7 +223,10 @@ def main(argv=None) -> int:
     print('\n' + summary['table'] + '\n')
     print(f'[demo] wrote {", ".join(summary["files"])}, {out / "demo_summary.json"}'
           + (f' and {args.summary}' if args.summary else '') + f' in {summary["wall_time_s"]:.0f} s')
-    return 0
+    aborted = {name: report['aborted'] for name, (report, _, _) in results.items() if report['aborted']}
+    for name, reason in aborted.items():
+        print(f'[demo] {name} did not complete: {reason} (node logs: {out / name / "logs"})', file=sys.stderr)
+    return 1 if aborted else 0
 
 
 def _with_family(config, family: str):
