@@ -250,9 +250,13 @@ def comparisons(rows: list[dict]) -> dict:
             out['steering'][f'q5 - q2 {key}'] = value
     if out['steering']:
         # The label's direction: quality 5 should succeed more, finish sooner and move more smoothly.
-        better = {'success_rate': 1, 'progress': 1, 'episode_time_s': -1, 'jerk_rms': -1}
+        # Differences inside the noise floor do not count: the terminal status comes at 2 Hz (time ± 0.5 s), and
+        # jerk varies by a few per cent between runs of one configuration.
+        q2 = by.get(('steer_q2', MAIN_FAMILY), {})
+        better = {'success_rate': (1, 0.0), 'progress': (1, 0.0), 'episode_time_s': (-1, 1.0),
+                  'jerk_rms': (-1, 0.05 * abs(q2.get('jerk_rms') or 0.0))}
         out['steering']['in the label\'s direction'] = sorted(
-            k for k, sign in better.items() if (out['steering'].get(f'q5 - q2 {k}') or 0) * sign > 0)
+            k for k, (sign, floor) in better.items() if (out['steering'].get(f'q5 - q2 {k}') or 0) * sign > floor)
     return out
 
 
