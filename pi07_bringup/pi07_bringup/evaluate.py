@@ -485,6 +485,20 @@ def default_checkpoints(profile) -> dict[str, str]:
             else own
 
 
+def checkpoint_fingerprints(paths: dict[str, str]) -> dict[str, dict]:
+    """Which weights ran: per node, the path and the weights' sha256 from the checkpoint's manifest."""
+    out = {}
+    for node, path in paths.items():
+        try:
+            manifest = json.loads((Path(path) / 'config.json').read_text())
+            weights = manifest.get('files', {}).get('model.safetensors', {})
+            out[node] = {'path': path, 'model_type': manifest.get('model_type'),
+                         'weights_sha256': str(weights.get('sha256', ''))[:16]}
+        except (OSError, ValueError):
+            out[node] = {'path': path}
+    return out
+
+
 def check_checkpoints(paths: dict[str, str], nodes: Iterable[str]) -> None:
     missing = [f'{node}: {paths.get(node) or "(none given)"}' for node in nodes
                if node in ('high_level_policy', 'world_model', 'action_expert')
@@ -691,7 +705,7 @@ class Evaluator:
                              'episodes': [dict(e.record(), config=config.name) for e in episodes]})
         report = {
             'profile': self.profile.name, 'embodiment': self.profile.embodiment,
-            'checkpoints': {k: v for k, v in self.checkpoints.items()},
+            'checkpoints': checkpoint_fingerprints({k: v for k, v in self.checkpoints.items() if v}),
             'checkpoint_note': self.options.checkpoint_note or (
                 'given on the command line' if self.options.checkpoints else 'the profile\'s (shipped)'),
             'seeds': self.seeds, 'max_episode_s': self.options.max_episode_s or SIM_TIME_LIMIT_S,

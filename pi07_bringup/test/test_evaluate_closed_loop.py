@@ -35,6 +35,7 @@ def test_report_shape(evaluation):
     assert [(r['config'], r['family']) for r in report['rows']] == [('memory', 'ordered_place'),
                                                                     ('sync_d200', 'ordered_place')]
     assert report['seeds'] == [10000] and report['embodiment'] == 'arm7'
+    assert len(report['checkpoints']['action_expert']['weights_sha256']) == 16
     for row in report['rows']:
         summary, (episode,) = row['summary'], row['episodes']
         assert set(summary) >= {'episodes', 'success_rate', 'progress', 'episode_time_s', 'latency_p50_ms',
