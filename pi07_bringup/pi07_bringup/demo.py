@@ -140,6 +140,9 @@ def write_plots(figures: dict[str, dict], latencies: dict[str, list[float]], out
             done = [0] + [d for _, d in points]
             ax.step(times, np.array(done) + 0.04 * (j - 0.5), where='post', color=f'C{i}', alpha=0.8,
                     label=name if j == 0 else None)
+    total = max([e['subtasks_total'] or 0 for f in figures.values() for e in f['per_episode']] + [1])
+    ax.set_ylim(-0.3, total + 0.3)
+    ax.set_yticks(range(total + 1))
     ax.set_xlabel('episode time (s, simulated)')
     ax.set_ylabel('subtasks done in order')
     ax.legend(fontsize=8)
