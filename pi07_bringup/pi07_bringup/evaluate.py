@@ -57,17 +57,24 @@ class EvalConfig:
     nodes: tuple[str, ...]
     expert: tuple[tuple[str, Any], ...]     # action_expert parameters (over EXPERT_DEFAULTS)
     families: tuple[str, ...] = (MAIN_FAMILY,)
+    driver: str = 'policy'                  # policy: the pi07 stack; scripted: pi07_sim's privileged expert node
 
     def expert_parameters(self) -> dict[str, Any]:
-        return dict(EXPERT_DEFAULTS, **dict(self.expert))
+        return dict(EXPERT_DEFAULTS, **dict(self.expert)) if self.driver == 'policy' else {}
+
+    def stack_key(self) -> tuple[str, ...]:
+        """What a stack start depends on: the nodes (in bring-up order) and who drives the robot."""
+        return tuple(n for n in ALL_NODES if n in self.nodes) + ((f'driver:{self.driver}',)
+                                                                 if self.driver != 'policy' else ())
 
     def run_key(self, family: str) -> tuple:
         """Configurations with the same key run the same episodes: they are run once and shared."""
-        return (tuple(sorted(self.nodes)), tuple(sorted(self.expert_parameters().items())), family)
+        return (self.stack_key(), tuple(sorted(self.expert_parameters().items())), family)
 
 
-def _config(name, description, group, nodes, families=(MAIN_FAMILY,), **expert) -> EvalConfig:
-    return EvalConfig(name, description, group, tuple(nodes), tuple(sorted(expert.items())), tuple(families))
+def _config(name, description, group, nodes, families=(MAIN_FAMILY,), driver='policy', **expert) -> EvalConfig:
+    return EvalConfig(name, description, group, tuple(nodes), tuple(sorted(expert.items())), tuple(families),
+                      driver)
 
 
 def all_configs() -> list[EvalConfig]:
@@ -77,6 +84,10 @@ def all_configs() -> list[EvalConfig]:
     with_subgoals = dict(with_metadata, use_subgoals=True)
     full = dict(with_subgoals, use_visual_memory=True)
     configs = [
+        # The reference: the sim's scripted expert (privileged state) drives the same sim through the same command
+        # topics. It bounds what the task allows in this time limit and checks the success path end to end.
+        _config('scripted_expert', 'pi07_sim\'s scripted expert (privileged state), not the pi07 policy',
+                'reference', ('sim',), (MAIN_FAMILY, MEMORY_FAMILY), driver='scripted'),
         _config('language_only', 'task + subtask text, no metadata, subgoals, memory or world model', 'prompt',
                 LANGUAGE_NODES, **no_prompt_extras),
         _config('metadata', '+ metadata (quality 5, no mistake)', 'prompt', LANGUAGE_NODES, **with_metadata),
@@ -100,6 +111,7 @@ def all_configs() -> list[EvalConfig]:
 CONFIG_SETS = {
     'all': None,
     'prompt': ('language_only', 'metadata', 'subgoals', 'memory'),
+    'reference': ('scripted_expert',),
     'delay': tuple(f'{m}_d{d}' for m in ('rtc', 'sync') for d in DELAYS_MS),
     'steering': ('steer_q5', 'steer_q2'),
     'full': ('memory',),
@@ -128,10 +140,10 @@ def select_configs(spec: str, available_nodes: Iterable[str] | None = None) -> l
 
 
 def run_order(configs: list[EvalConfig]) -> list[tuple[tuple[str, ...], list[EvalConfig]]]:
-    """Configurations grouped by node selection (one stack start per group), smallest stack first."""
+    """Configurations grouped by stack (node selection and driver: one start per group), smallest first."""
     groups: dict[tuple[str, ...], list[EvalConfig]] = {}
     for config in configs:
-        groups.setdefault(tuple(n for n in ALL_NODES if n in config.nodes), []).append(config)
+        groups.setdefault(config.stack_key(), []).append(config)
     return sorted(groups.items(), key=lambda item: len(item[0]))
 
 
@@ -446,7 +458,7 @@ class EvalOptions:
     first_seed: int = FIRST_HELD_OUT_SEED
     out: str = 'out/eval'
     namespace: str = ''
-    max_episode_s: float = 0.0      # 0: the sim's own limit (30 s); shorter cuts episodes (smoke tests)
+    max_episode_s: float = 0.0      # 0: the sim's own limit (30 s); shorter cuts policy episodes (smoke tests)
     gif_episodes: int = 0           # record the scene camera over the first N episodes
     node_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     echo_nodes: bool = False
@@ -528,16 +540,20 @@ class Evaluator:
         self._probe = None
 
     # --- stack ------------------------------------------------------------------------------------------------
-    def _start_stack(self, nodes: tuple[str, ...]) -> None:
-        from pi07_bringup.graph import build_graph
+    def _start_stack(self, config: EvalConfig) -> None:
+        from pi07_bringup.graph import NodeSpec, build_graph
         from pi07_bringup.runner import EmbeddedRunner
 
+        nodes = tuple(n for n in ALL_NODES if n in config.nodes)
         overrides = {k: dict(v) for k, v in self.options.node_parameters.items()}
         overrides.setdefault('memory', {}).setdefault('storage_dir', str(self.out / 'memory'))
         overrides.setdefault('sim', {}).setdefault('seed', self.seeds[0])
         specs = build_graph(self.profile, nodes=list(nodes), checkpoints=self.checkpoints,
                             parameter_overrides=overrides)
-        log_dir = self.out / 'logs' / '+'.join(n for n in nodes if n != 'sim')
+        if config.driver == 'scripted':  # follows the sim's episodes (episodes=0): each reset is a new one for it
+            specs.append(NodeSpec('expert', 'pi07_sim', 'expert', True, {
+                'variant': 'expert', 'episodes': 0, 'exit_when_done': False, 'use_sim_time': False}))
+        log_dir = self.out / 'logs' / ('+'.join(n for n in nodes if n != 'sim') or 'sim') / config.driver
         self.log(f'starting {", ".join(nodes)} (logs in {log_dir})')
         t0 = time.monotonic()
         self._runner = EmbeddedRunner(specs, self.options.namespace, str(log_dir), echo=self.options.echo_nodes)
@@ -563,56 +579,75 @@ class Evaluator:
 
     # --- one episode --------------------------------------------------------------------------------------------
     def run_episode(self, config: EvalConfig, family: str, seed: int) -> Episode:
-        from pi07_common.node_utils import stamp_to_sec
-
-        from pi07_msgs.msg import TaskStatus
-
         probe, episode = self._probe, Episode(config.name, family, seed)
+        policy = config.driver == 'policy'
         # No stale chunk may move the robot into the new episode: the executor commands nothing while inactive,
         # and the action expert restarts its inference thread (and forgets its last chunk) on activation.
-        self._ensure('chunk_executor', 'inactive')
-        self._ensure('action_expert', 'inactive')
-        probe.set_parameters('action_expert', config.expert_parameters())
+        if policy:
+            self._ensure('chunk_executor', 'inactive')
+            self._ensure('action_expert', 'inactive')
+            probe.set_parameters('action_expert', config.expert_parameters())
         task = probe.reset_episode(seed, family)
         reset_wall = time.time()
         probe.clear()
         episode.task_id, episode.instruction = task.task_id, task.instruction
-        self._ensure('action_expert', 'active')
-        limit = self.options.max_episode_s or SIM_TIME_LIMIT_S
+        cut = self.options.max_episode_s if policy else 0.0  # the scripted reference always runs to its end
+        limit = cut or SIM_TIME_LIMIT_S
         wall_deadline = time.monotonic() + 2.5 * limit + 20.0   # the sim's clock slips when the CPU is overloaded
+        if policy:
+            self._ensure('action_expert', 'active')
+            if not self._wait_for_fresh_chunk(episode, task.task_id, reset_wall, wall_deadline):
+                return episode
+            self._ensure('chunk_executor', 'active')
+        return self._follow_episode(episode, task.task_id, reset_wall, wall_deadline, policy, cut)
+
+    def _wait_for_fresh_chunk(self, episode: Episode, task_id: str, reset_wall: float, deadline: float) -> bool:
+        from pi07_common.node_utils import stamp_to_sec
+
+        probe = self._probe
 
         # The first chunk computed from an observation after the reset (camera images arrive at 10 Hz).
         def fresh_chunk():
             _, chunks, _ = probe.snapshot()
-            return [(t, m) for t, m in chunks if m.task_id == task.task_id
+            return [(t, m) for t, m in chunks if m.task_id == task_id
                     and stamp_to_sec(m.observation_stamp) > reset_wall + 0.15]
 
-        while not fresh_chunk() and time.monotonic() < wall_deadline:
+        while not fresh_chunk() and time.monotonic() < deadline:
             time.sleep(0.02)
         if not fresh_chunk():
             episode.message = 'no chunk from the action expert'
-            return episode
+            return False
         episode.first_chunk_s = fresh_chunk()[0][0] - reset_wall
-        self._ensure('chunk_executor', 'active')
+        return True
+
+    def _follow_episode(self, episode: Episode, task_id: str, reset_wall: float, wall_deadline: float,
+                        policy: bool, cut: float) -> Episode:
+        """Wait for the terminal status (or the cut), then measure the episode."""
+        from pi07_common.node_utils import stamp_to_sec
+
+        from pi07_msgs.msg import TaskStatus
+
+        probe = self._probe
         start = time.monotonic()
         recording = self.options.gif_episodes > 0 and len(self._gif_done) < self.options.gif_episodes
         probe.recording = recording
         terminal, last = None, None
         while time.monotonic() < wall_deadline:
-            statuses = [s for s in probe.snapshot()[0] if s.task_id == task.task_id]
+            statuses = [s for s in probe.snapshot()[0] if s.task_id == task_id]
             if statuses:
                 last = statuses[-1]
                 done = [s for s in statuses if s.state in (TaskStatus.STATE_SUCCEEDED, TaskStatus.STATE_FAILED)]
                 if done:
                     terminal = done[0]
                     break
-                if self.options.max_episode_s and last.elapsed_s >= self.options.max_episode_s:
+                if cut and last.elapsed_s >= cut:
                     break
             time.sleep(0.05)
         probe.recording = False
-        self._ensure('chunk_executor', 'inactive')
+        if policy:
+            self._ensure('chunk_executor', 'inactive')
         if recording:
-            self._gif_done.append(seed)
+            self._gif_done.append(episode.seed)
         episode.wall_s = time.monotonic() - start
         status = terminal or last
         if status is None:
@@ -625,12 +660,12 @@ class Evaluator:
         episode.progress = float(status.progress)
         episode.episode_time_s = float(status.elapsed_s)
         episode.message = status.message
-        statuses = [s for s in probe.snapshot()[0] if s.task_id == task.task_id]
+        statuses = [s for s in probe.snapshot()[0] if s.task_id == task_id]
         for s in statuses:
             if not episode.timeline or s.subtasks_done != episode.timeline[-1][1]:
                 episode.timeline.append((round(float(s.elapsed_s), 2), int(s.subtasks_done)))
         _, chunks, path = probe.snapshot()
-        episode_chunks = [m for _, m in chunks if m.task_id == task.task_id]
+        episode_chunks = [m for _, m in chunks if m.task_id == task_id]
         episode.chunks = len(episode_chunks)
         episode.latency_ms = [m.inference_latency * 1e3 for m in episode_chunks]
         end_stamp = stamp_to_sec(status.header.stamp)
@@ -659,8 +694,8 @@ class Evaluator:
         results: dict[tuple, list[Episode]] = {}
         done, aborted = 0, ''
         try:
-            for nodes, configs in plan:
-                self._start_stack(nodes)
+            for _, configs in plan:
+                self._start_stack(configs[0])
                 try:
                     for config in configs:
                         for family in config.families:
@@ -745,7 +780,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default=None, help='output directory (default out/eval/<profile>)')
     parser.add_argument('--namespace', default='', help='namespace of the stack')
     parser.add_argument('--max-episode-s', type=float, default=0.0,
-                        help='cut episodes after this much simulated time (0: the sim\'s 30 s limit)')
+                        help='cut policy episodes after this much simulated time (0: the sim\'s 30 s limit; the '
+                             'scripted reference always runs to its end)')
     parser.add_argument('--gif-episodes', type=int, default=0, help='record the scene camera of the first N '
                         'episodes into <out>/episodes.gif')
     parser.add_argument('--param', action='append', default=[], metavar='NODE.NAME=YAML',

@@ -24,13 +24,16 @@ from pi07_bringup.evaluate import (
 def test_configuration_sets_and_stack_starts():
     configs = select_configs('all')
     names = [c.name for c in configs]
-    assert names[:4] == ['language_only', 'metadata', 'subgoals', 'memory']
+    assert names[:5] == ['scripted_expert', 'language_only', 'metadata', 'subgoals', 'memory']
     assert {f'{m}_d{d}' for m in ('rtc', 'sync') for d in (0, 100, 200, 300)} <= set(names)
     assert {'steer_q5', 'steer_q2'} <= set(names)
-    # One stack start per node selection, smallest first; the language-only stack has no world model or memory.
+    # One stack start per node selection and driver, smallest first: the scripted expert's sim, then the policy
+    # stacks; the language-only one has no world model or memory.
     plan = run_order(configs)
-    assert [len(nodes) for nodes, _ in plan] == [4, 5, 6]
-    assert 'world_model' not in plan[0][0] and 'memory' not in plan[1][0] and plan[2][0] == ALL_NODES
+    assert [key for key, _ in plan][0] == ('sim', 'driver:scripted')
+    assert [len(key) for key, _ in plan[1:]] == [4, 5, 6]
+    assert 'world_model' not in plan[1][0] and 'memory' not in plan[2][0] and plan[3][0] == ALL_NODES
+    assert plan[0][1][0].expert_parameters() == {}
     language = next(c for c in configs if c.name == 'language_only').expert_parameters()
     assert not (language['use_metadata'] or language['use_subgoals'] or language['use_visual_memory'])
     sync = next(c for c in configs if c.name == 'sync_d300').expert_parameters()
