@@ -58,6 +58,7 @@ class InterfacePeer(Node):
 
     def on_execute(self, goal_handle):
         task = goal_handle.request.task
+        time.sleep(1.0)  # the client's feedback subscription is matched by discovery, not by goal acceptance
         for index, step in enumerate(task.plan):
             feedback = ExecuteTask.Feedback(subtask=step, subtask_index=index,
                                             progress=(index + 1) / len(task.plan),

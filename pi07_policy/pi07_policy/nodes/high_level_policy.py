@@ -322,6 +322,9 @@ class HighLevelPolicyNode(WorkerNode):
         start = time.monotonic()
         sent = 0
         result = ExecuteTask.Result()
+        # Give the client's feedback subscription time to match (discovery runs apart from goal acceptance);
+        # feedback sent before that is lost. Transitions are queued meanwhile, so none is skipped.
+        time.sleep(0.5)
         while True:
             time.sleep(0.1)
             with self._lock:
