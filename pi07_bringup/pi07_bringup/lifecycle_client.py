@@ -44,7 +44,7 @@ class LifecycleClient:
             raise LifecycleError(f'{self.target}: no answer from {client.srv_name} in {timeout:.0f} s')
         return future.result()
 
-    def state(self, timeout: float = 10.0) -> str:
+    def state(self, timeout: float = 30.0) -> str:
         result = self._call(self._get, GetState.Request(), timeout)
         return STATE_NAMES.get(result.current_state.id, result.current_state.label)
 
