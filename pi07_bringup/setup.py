@@ -1,8 +1,18 @@
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 package_name = 'pi07_bringup'
+
+
+def checkpoint_files():
+    """The shipped checkpoints, installed to share/pi07_bringup/checkpoints/<profile>/<model>/."""
+    entries = {}
+    for path in sorted(glob('checkpoints/*/*/*')):
+        entries.setdefault(os.path.dirname(path), []).append(path)
+    return [(os.path.join('share', package_name, folder), files) for folder, files in entries.items()]
+
 
 setup(
     name=package_name,
@@ -13,6 +23,7 @@ setup(
         ('share/' + package_name, ['package.xml']),
         ('share/' + package_name + '/config', glob('config/*.yaml')),
         ('share/' + package_name + '/launch', glob('launch/*.launch.py')),
+        *checkpoint_files(),
     ],
     install_requires=['setuptools'],
     zip_safe=False,

@@ -8,9 +8,11 @@ set +u; . scripts/env.sh; set -u
 # One build at a time in this workspace (several shells or agents may call this at once).
 exec 9>"$ROOT/.build.lock"
 flock 9
-want=$( (ls -d pi07_*/ ; find pi07_* colcon.meta -name package.xml -o -name setup.py -o -name setup.cfg \
+# What the install space depends on: manifests, setup files, interfaces, and the data files setup.py installs.
+want=$( (ls -d pi07_*/ ; find pi07_* colcon.meta -type f \( -name package.xml -o -name setup.py -o -name setup.cfg \
   -o -name CMakeLists.txt -o -name '*.msg' -o -name '*.srv' -o -name '*.action' -o -name colcon.meta \
-  -o -path '*/config/*' -o -path '*/launch/*' | sort | xargs sha256sum) | sha256sum | cut -c1-16)-${PI07_ROS_FROM}
+  -o -path '*/config/*' -o -path '*/launch/*' -o -path '*/checkpoints/*' \) | sort | xargs sha256sum) \
+  | sha256sum | cut -c1-16)-${PI07_ROS_FROM}
 stamp="$ROOT/install/.pi07-build-stamp"
 if [ "${1:-}" != --force ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "[pi07 build] install/ up to date"

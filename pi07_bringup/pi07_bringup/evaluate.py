@@ -573,7 +573,7 @@ class Evaluator:
     def _ensure(self, node: str, wanted: str) -> None:
         """Bring a lifecycle node to 'active' or 'inactive' (asking its state first: an episode may have failed
         half-way)."""
-        state = self._runner._clients[node].state(timeout=10.0)
+        state = self._runner.state(node, timeout=10.0)
         if state != wanted:
             self._runner.transition(node, 'activate' if wanted == 'active' else 'deactivate', timeout=40.0)
 

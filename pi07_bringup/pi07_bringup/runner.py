@@ -128,6 +128,10 @@ class EmbeddedRunner:
     def transition(self, name: str, transition: str, timeout: float = 30.0) -> None:
         self._clients[name].transition(transition, timeout)
 
+    def state(self, name: str, timeout: float = 30.0) -> str:
+        """The lifecycle state of a node started here ('unconfigured', 'inactive', 'active', ...)."""
+        return self._clients[name].state(timeout)
+
     def _check_alive(self) -> None:
         dead = self.dead()
         if dead:
