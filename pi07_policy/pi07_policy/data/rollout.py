@@ -168,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(summary))
     if args.out:
         from pathlib import Path
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({'summary': summary, 'episodes': results,
                                               'args': vars(args)}, indent=1))
     return 0
