@@ -3,7 +3,7 @@
 # expert demonstrations: collect bags -> convert -> train the three models, per embodiment, fixed seeds.
 #
 #   bash scripts/train_checkpoints.sh                 # both embodiments
-#   EMBODIMENTS=gantry bash scripts/train_checkpoints.sh
+#   EMBODIMENTS=gantry MODELS="vla high_level" bash scripts/train_checkpoints.sh
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
@@ -15,7 +15,9 @@ source scripts/env.sh
 
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
-VLA_STEPS=${VLA_STEPS:-1100}
+MODELS=${MODELS:-"vla high_level world_model"}
+VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1100}}       # per embodiment: what fits in ~30 min with the rest
+VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-1500}}
 HL_STEPS=${HL_STEPS:-1500}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
@@ -24,8 +26,12 @@ DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
 NICE=${NICE:-"nice -n 5"}
 
+want() { [[ " $MODELS " == *" $1 "* ]]; }
+
 for E in $EMBODIMENTS; do
   P=sim_$E
+  STEPS_VAR=VLA_STEPS_$E
+  STEPS=${!STEPS_VAR:-1100}
   CKPT=pi07_bringup/checkpoints/$P
   # 1. demonstrations (seeds: expert 0..79, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -40,17 +46,23 @@ for E in $EMBODIMENTS; do
   #    state, on the ordered-place episodes (expert + variants). --no-ki: the flow loss also trains the backbone.
   #    Knowledge Insulation protects a pretrained VLM backbone; from scratch it slows learning (measured on the
   #    gantry at equal steps: flow loss 0.36 with KI vs 0.22 without at step 350; docs/data.md).
-  $NICE python -m pi07_policy.train_cli vla --dataset "$DATASETS/$E" --profile "$P" --out "$RUNS/$E/vla" \
-      --export "$CKPT/vla" --config tiny --image-size 64 --horizon 10 --steps "$VLA_STEPS" --batch-size 16 \
-      --lr 5e-4 --subgoal-prob 0.1 --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 \
-      --no-ki --seed "$SEED"
+  if want vla; then
+    $NICE python -m pi07_policy.train_cli vla --dataset "$DATASETS/$E" --profile "$P" --out "$RUNS/$E/vla" \
+        --export "$CKPT/vla" --config tiny --image-size 64 --horizon 10 --steps "$STEPS" --batch-size 16 \
+        --lr 5e-4 --subgoal-prob 0.1 --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 \
+        --no-ki --seed "$SEED"
+  fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
-  $NICE python -m pi07_policy.train_cli high_level --dataset "$DATASETS/$E" --profile "$P" \
-      --out "$RUNS/$E/high_level" --export "$CKPT/high_level" --config micro --steps "$HL_STEPS" --batch-size 16 \
-      --lr 1e-3 --step-stride 3 --workers 1 --seed "$SEED"
+  if want high_level; then
+    $NICE python -m pi07_policy.train_cli high_level --dataset "$DATASETS/$E" --profile "$P" \
+        --out "$RUNS/$E/high_level" --export "$CKPT/high_level" --config micro --steps "$HL_STEPS" --batch-size 16 \
+        --lr 1e-3 --step-stride 3 --workers 1 --seed "$SEED"
+  fi
   # 5. the world model (micro preset at 64 px): subgoal = end of the subtask or 3 s ahead
-  $NICE python -m pi07_policy.train_cli world_model --dataset "$DATASETS/$E" --profile "$P" \
-      --out "$RUNS/$E/world_model" --export "$CKPT/world_model" --config micro --image-size 64 \
-      --vae-steps "$WM_VAE_STEPS" --steps "$WM_STEPS" --batch-size 16 --workers 1 --seed "$SEED"
+  if want world_model; then
+    $NICE python -m pi07_policy.train_cli world_model --dataset "$DATASETS/$E" --profile "$P" \
+        --out "$RUNS/$E/world_model" --export "$CKPT/world_model" --config micro --image-size 64 \
+        --vae-steps "$WM_VAE_STEPS" --steps "$WM_STEPS" --batch-size 16 --workers 1 --seed "$SEED"
+  fi
 done
 du -sh pi07_bringup/checkpoints/*/*
