@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--split', default='val')
     parser.add_argument('--episodes', type=int, default=None, help='at most this many episodes')
     parser.add_argument('--stride', type=int, default=5, help='predict at every n-th step')
+    parser.add_argument('--include', nargs='*', default=None, help='only episodes whose name contains one of these')
     parser.add_argument('--with-subgoal', action='store_true')
     parser.add_argument('--with-memory', action='store_true')
     parser.add_argument('--out', default='out/open_loop')
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     from .models.vla.policy import VLAPolicy
     policy = VLAPolicy.from_checkpoint(args.checkpoint, seed=args.seed)
     dataset = VLADataset(args.dataset, args.split, horizon=policy.config.action_horizon,
-                         subgoal_prob=1.0 if args.with_subgoal else 0.0, memory_prob=1.0 if args.with_memory else 0.0)
+                         subgoal_prob=1.0 if args.with_subgoal else 0.0, memory_prob=1.0 if args.with_memory else 0.0,
+                         include=args.include)
     report = evaluate(policy, dataset, args.stride, args.episodes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
