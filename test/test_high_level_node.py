@@ -81,7 +81,7 @@ def test_execute_task_with_plan_feedback_memory_and_interjection(high_level):
     assert result.subtasks_done == 3 and plan[1] in result.summary
     # every subtask once, in order (the first may precede the client's discovery on a loaded machine); the
     # result and the last feedback travel on different topics, so wait for the feedback to arrive too
-    assert probe.wait_for(lambda: plan[1] in [f.subtask for f in feedback], 5)
+    assert probe.wait_for(lambda: plan[1] in [f.subtask for f in feedback], 15)
     sent = [f.subtask for f in feedback]
     assert sent in ([plan[0], 'look at the red block first', plan[1]], ['look at the red block first', plan[1]])
     client.destroy()

@@ -33,27 +33,57 @@ class LifecycleClient:
     def wait(self, timeout: float) -> bool:
         return self._change.wait_for_service(timeout_sec=timeout) and self._get.wait_for_service(timeout_sec=1.0)
 
-    def _call(self, client, request, timeout: float):
+    def _call(self, client, request, timeout: float, attempt_s: float = 5.0):
+        """Call, resending every ``attempt_s``: a reply sent before the server has discovered this client's
+        reply reader is lost (DDS discovery runs apart from the service's), and the call would wait forever."""
         import rclpy
 
-        future = client.call_async(request)
         deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
-            rclpy.spin_once(self._node, timeout_sec=0.05)
-        if not future.done():
-            raise LifecycleError(f'{self.target}: no answer from {client.srv_name} in {timeout:.0f} s')
-        return future.result()
+        while time.monotonic() < deadline:
+            future = client.call_async(request)
+            attempt_end = min(deadline, time.monotonic() + attempt_s)
+            while not future.done() and time.monotonic() < attempt_end:
+                rclpy.spin_once(self._node, timeout_sec=0.05)
+            if future.done():
+                return future.result()
+            client.remove_pending_request(future)
+        raise LifecycleError(f'{self.target}: no answer from {client.srv_name} in {timeout:.0f} s')
 
     def state(self, timeout: float = 30.0) -> str:
         result = self._call(self._get, GetState.Request(), timeout)
         return STATE_NAMES.get(result.current_state.id, result.current_state.label)
 
+    def _quiet_state(self) -> str | None:
+        try:
+            return self.state(timeout=3.0)
+        except LifecycleError:
+            return None  # busy in a transition callback
+
     def transition(self, name: str, timeout: float = 120.0) -> None:
         """Request a transition; raise LifecycleError if the node refuses or fails it."""
         request = ChangeState.Request()
         request.transition.id = TRANSITIONS[name]
-        result = self._call(self._change, request, timeout)
-        if not result.success:
+        goal_state = {'configure': 'inactive', 'activate': 'active', 'deactivate': 'inactive',
+                      'cleanup': 'unconfigured', 'shutdown': 'finalized'}[name]
+        import rclpy
+
+        future = self._change.call_async(request)
+        deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + 10.0
+        while not future.done() and time.monotonic() < deadline:
+            rclpy.spin_once(self._node, timeout_sec=0.05)
+            if not future.done() and time.monotonic() > next_check:
+                # The reply may have been lost (see _call): ask where the node is.
+                next_check = time.monotonic() + 10.0
+                if self._quiet_state() == goal_state:
+                    self._change.remove_pending_request(future)
+                    return
+        if not future.done():
+            self._change.remove_pending_request(future)
+            if self._quiet_state() == goal_state:
+                return
+            raise LifecycleError(f'{self.target}: no answer to transition {name} in {timeout:.0f} s')
+        if not future.result().success:
             raise LifecycleError(f'{self.target}: transition {name} failed (see the node\'s log)')
 
     def bring_up(self, timeout: float = 120.0) -> None:

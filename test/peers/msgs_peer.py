@@ -58,7 +58,11 @@ class InterfacePeer(Node):
 
     def on_execute(self, goal_handle):
         task = goal_handle.request.task
-        time.sleep(1.0)  # the client's feedback subscription is matched by discovery, not by goal acceptance
+        # The client's feedback reader is matched by discovery, not by goal acceptance: wait for it.
+        wait_end = time.monotonic() + 10.0
+        while self.count_subscribers('/execute_task/_action/feedback') == 0 and time.monotonic() < wait_end:
+            time.sleep(0.05)
+        time.sleep(0.2)
         for index, step in enumerate(task.plan):
             feedback = ExecuteTask.Feedback(subtask=step, subtask_index=index,
                                             progress=(index + 1) / len(task.plan),

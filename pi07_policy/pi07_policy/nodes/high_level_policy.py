@@ -322,9 +322,12 @@ class HighLevelPolicyNode(WorkerNode):
         start = time.monotonic()
         sent = 0
         result = ExecuteTask.Result()
-        # Give the client's feedback subscription time to match (discovery runs apart from goal acceptance);
-        # feedback sent before that is lost. Transitions are queued meanwhile, so none is skipped.
-        time.sleep(0.5)
+        # Feedback sent before the client's feedback reader is discovered is lost (discovery runs apart from
+        # goal acceptance): wait for it, a few seconds at most. Transitions are queued meanwhile.
+        feedback_topic = self.resolve_topic_name('execute_task') + '/_action/feedback'
+        wait_end = time.monotonic() + 5.0
+        while self.count_subscribers(feedback_topic) == 0 and time.monotonic() < wait_end:
+            time.sleep(0.05)
         while True:
             time.sleep(0.1)
             with self._lock:
