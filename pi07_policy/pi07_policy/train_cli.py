@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--save-every', type=int, default=500)
 
     p = sub.add_parser('vla', help='the VLA (flow matching + FAST with Knowledge Insulation)')
-    common(p, 2000, 16, 3e-4, 'tiny', ['micro', 'tiny', 'small'])
+    common(p, 2000, 16, 3e-4, 'tiny', ['micro', 'tiny', 'tiny_conv', 'small'])
     p.add_argument('--horizon', type=int, default=10, help='action chunk length H (steps at the control rate)')
     p.add_argument('--subgoal-prob', type=float, default=0.3, help='fraction of samples given a subgoal image')
     p.add_argument('--memory-prob', type=float, default=0.3, help='fraction of samples given memory frames')

@@ -7,6 +7,10 @@ The expert plans in tool space (a setpoint moved at a bounded speed towards wayp
 embodiment's action space (inverse kinematics for the arm). It reads object poses from the environment, checks
 the outcome of every grasp and placement, and retries what failed, which is also how the "mistake" variant
 recovers from its deliberately missed first grasp. Variants are labelled with pi0.7-style metadata.
+
+The `recover` variant pushes its own setpoint off course now and then (a step of a few cm, smaller near the
+objects, never while the gripper closes or opens) and then corrects it as usual: demonstrations of getting back
+on track from states a clean expert never visits, against a learned policy's compounding errors (DART).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ class ExpertVariant:
     mistake: bool  # miss the first grasp on purpose, then recover
     speed: int  # EpisodeMetadata speed bin 1..5
     quality: int  # EpisodeMetadata quality 1..5
+    perturb_m: float = 0.0  # size of the occasional setpoint push the expert then corrects (m); 0 = never
 
 
 VARIANTS = {
@@ -41,7 +46,9 @@ VARIANTS = {
     'slow': ExpertVariant('slow', 0.5, 0.0, False, speed=2, quality=5),
     'noisy': ExpertVariant('noisy', 1.0, 0.012, False, speed=3, quality=2),
     'mistake': ExpertVariant('mistake', 1.0, 0.0, True, speed=3, quality=3),
+    'recover': ExpertVariant('recover', 1.0, 0.0, False, speed=4, quality=4, perturb_m=0.04),
 }
+PERTURB_INTERVAL_S = (1.0, 2.5)  # time between two pushes of the recover variant
 
 
 def variant_metadata(variant: str | ExpertVariant) -> dict:
@@ -89,6 +96,7 @@ class ScriptedExpert:
         self.setpoint_yaw = yaw
         self.gripper = 0.0
         self.noise = np.zeros(3)
+        self.next_push_s = self.rng.uniform(*PERTURB_INTERVAL_S)
         self.joint_command = self.env.home.copy() if self.env.embodiment == 'arm7' else None
 
     @property
@@ -209,9 +217,24 @@ class ScriptedExpert:
         yaw_step = self.YAW_SPEED * self.variant.speed_scale * self.dt
         self.setpoint_yaw += float(np.clip(wrap_angle(wp.yaw - self.setpoint_yaw), -yaw_step, yaw_step))
         self.gripper = wp.gripper
+        if self.variant.perturb_m > 0:
+            self._maybe_push(wp)
         if self.variant.noise_m > 0:  # smooth (Ornstein-Uhlenbeck) wobble, damped near the objects
             sigma = self.variant.noise_m * (0.25 if wp.precise else 1.0)
             self.noise = 0.7 * self.noise + np.sqrt(1 - 0.7 ** 2) * self.rng.normal(0.0, sigma, 3)
+
+    def _maybe_push(self, wp: Waypoint) -> None:
+        """recover variant: every few seconds move the setpoint off course (horizontally, and up or down when
+        away from the objects); the waypoint logic then brings it back. Not during a grasp or release."""
+        self.next_push_s -= self.dt
+        if self.next_push_s > 0 or wp.hold_s > 0:
+            return
+        self.next_push_s = self.rng.uniform(*PERTURB_INTERVAL_S)
+        size = self.variant.perturb_m * (0.4 if wp.precise else 1.0)
+        angle = self.rng.uniform(0, 2 * np.pi)
+        push = np.array([np.cos(angle), np.sin(angle), 0.0 if wp.precise else self.rng.uniform(-0.5, 0.5)]) * size
+        self.setpoint = self.setpoint + push
+        self.setpoint[2] = max(self.setpoint[2], BLOCK_HALF + GRASP_HEIGHT)
 
     def _action(self) -> np.ndarray:
         target = self.setpoint + self.noise

@@ -53,3 +53,18 @@ def test_noisy_variant_changes_the_commands():
         expert = make_expert(env, variant, seed=1)
         actions[variant] = np.array([env.step(expert.act()[0]) is not None and expert._action() for _ in range(20)])
     assert np.abs(actions['expert'] - actions['noisy'])[:, :3].max() > 0.003
+
+
+def test_recover_variant_is_pushed_off_course_and_still_succeeds():
+    env = TabletopEnv('gantry', 'ordered_place', render=False)
+    env.reset(seed=3)
+    expert = make_expert(env, 'recover', seed=3)
+    setpoints, pushes = [], 0
+    while expert.subtask is not None and not env.timed_out():
+        before = expert.setpoint.copy()
+        env.step(expert.act()[0])
+        step = np.linalg.norm(expert.setpoint - before)
+        pushes += step > 1.5 * expert.NOMINAL_SPEED * expert.dt   # faster than the expert ever moves: a push
+        setpoints.append(expert.setpoint.copy())
+    assert pushes >= 2 and env.success()
+    assert variant_metadata('recover')['quality'] < 5

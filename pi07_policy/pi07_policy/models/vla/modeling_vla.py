@@ -136,25 +136,31 @@ class VLAModel(nn.Module):
         nn.init.normal_(self.memory_time_embed, std=0.02)
 
     # ----------------------------------------------------------------------------------------------- prefix
-    def _encode_images(self, pixels: torch.Tensor, mask: torch.Tensor, role: int) -> torch.Tensor:
-        """pixels (B, N, 3, S, S), mask (B, N) -> tokens (B, N * P, D); absent images are not encoded."""
+    def _encode_images(self, pixels: torch.Tensor, mask: torch.Tensor, role: int,
+                       cond: torch.Tensor | None = None) -> torch.Tensor:
+        """pixels (B, N, 3, S, S), mask (B, N) [, prompt embedding (B, D)] -> tokens (B, N * P, D); absent
+        images are not encoded."""
         b, n = mask.shape
         present = pixels[mask]                                                      # (K, 3, S, S)
-        p = (pixels.shape[-1] // self.config.vision.patch_size) ** 2
+        p = self.config.vision.tokens(pixels.shape[-1])
         out = pixels.new_zeros(b, n, p, self.config.decoder.hidden_size)
         if present.shape[0]:
-            out[mask] = self.vision(present)                                        # (K, P, D)
+            film = cond[:, None].expand(b, n, -1)[mask] if cond is not None else None  # (K, D)
+            out[mask] = self.vision(present, film)                                  # (K, P, D)
         out = out + self.camera_embed[:n, None, :] + self.role_embed[role]
         return out.reshape(b, n * p, -1)
 
-    def _encode_memory(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def _encode_memory(self, frames: torch.Tensor, mask: torch.Tensor,
+                       cond: torch.Tensor | None = None) -> torch.Tensor:
         """frames (B, N, T, 3, s, s), mask (B, N, T) -> (B, N * T * m, D): m pooled tokens per past frame."""
         b, n, t = mask.shape
         m = self.config.memory_tokens_per_frame
         out = frames.new_zeros(b, n, t, m, self.config.decoder.hidden_size)
         present = frames[mask]                                                      # (K, 3, s, s)
         if present.shape[0]:
-            out[mask] = VisionEncoder.pool_tokens(self.vision(present), m)          # (K, m, D)
+            film = cond[:, None, None].expand(b, n, t, -1)[mask] if cond is not None else None
+            grid = self.config.vision.grid_tokens(frames.shape[-1])
+            out[mask] = VisionEncoder.pool_tokens(self.vision(present, film)[:, :grid], m)  # (K, m, D)
         time = self.memory_time_embed[self.config.max_memory_frames - t:]           # oldest first, newest last
         out = out + time[None, None, :, None, :] + self.camera_embed[:n, None, None, :] + self.role_embed[2]
         return out.reshape(b, n * t * m, -1)
@@ -163,17 +169,22 @@ class VLAModel(nn.Module):
         """The prompt as embeddings (B, Lp, D) and a validity mask (B, Lp). Components absent from the batch
         (missing keys) contribute no tokens at all."""
         parts, masks = [], []
-        if 'images' in batch:
-            parts.append(self._encode_images(batch['images'], batch['image_mask'], role=0))
-            masks.append(batch['image_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
-        if 'subgoal_images' in batch:
-            parts.append(self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], role=1))
-            masks.append(batch['subgoal_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
-        if 'memory_images' in batch:
-            parts.append(self._encode_memory(batch['memory_images'], batch['memory_mask']))
-            masks.append(batch['memory_mask'].flatten(1).repeat_interleave(self.config.memory_tokens_per_frame, 1))
+        text = cond = None
         if 'text_ids' in batch:
             text = self.embed_tokens(batch['text_ids']) * self.config.decoder.hidden_size ** 0.5  # Gemma scaling
+            if self.vision.conditioned:   # FiLM input: mean of the prompt's token embeddings (dropped ones out)
+                weights = batch['text_mask'].to(text.dtype)[..., None]
+                cond = (text * weights).sum(1) / weights.sum(1).clamp(min=1)                  # (B, D)
+        if 'images' in batch:
+            parts.append(self._encode_images(batch['images'], batch['image_mask'], 0, cond))
+            masks.append(batch['image_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
+        if 'subgoal_images' in batch:
+            parts.append(self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], 1, cond))
+            masks.append(batch['subgoal_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
+        if 'memory_images' in batch:
+            parts.append(self._encode_memory(batch['memory_images'], batch['memory_mask'], cond))
+            masks.append(batch['memory_mask'].flatten(1).repeat_interleave(self.config.memory_tokens_per_frame, 1))
+        if text is not None:
             parts.append(text)
             masks.append(batch['text_mask'])
         state = self.state_proj(batch['state'])[:, None, :]                        # (B, 1, D), always present
