@@ -149,7 +149,8 @@ def subtask_satisfied(spec: TaskSpec, subtask: Subtask, world: World) -> bool:
 
 
 class ProgressTracker:
-    """Counts subtasks completed in order; call ``update`` after every control step."""
+    """Counts subtasks completed in order; call ``update`` after every control step. A block dropped before
+    its placement takes the count back to its pick (see `_dropped`)."""
 
     def __init__(self, spec: TaskSpec):
         self.spec = spec
@@ -160,9 +161,24 @@ class ProgressTracker:
         return len(self.spec.subtasks)
 
     def update(self, world: World) -> int:
+        if self._dropped(world):   # the pick before the current place is undone: do it again
+            self.done -= 1
         while self.done < self.total and subtask_satisfied(self.spec, self.spec.subtasks[self.done], world):
             self.done += 1
         return self.done
+
+    def _dropped(self, world: World) -> bool:
+        """The block of the current `place` subtask came to rest outside its target without being placed (it
+        slipped or was let go on the way): a perfect boundary detector sends the robot back to picking it up,
+        as the scripted expert does."""
+        if not 0 < self.done < self.total:
+            return False
+        current, previous = self.spec.subtasks[self.done], self.spec.subtasks[self.done - 1]
+        if current.kind != 'place' or previous.kind != 'pick' or previous.obj != current.obj:
+            return False
+        pos = world.block_position(current.obj)
+        return bool(pos[2] < RESTING_Z + TRAY_FLOOR and not world.block_grasped(current.obj)
+                    and not subtask_satisfied(self.spec, current, world))
 
     def success(self, world: World) -> bool:
         """Every subtask done in order, and each object's last placement still holds now."""

@@ -103,10 +103,25 @@ def test_restore_layout_needs_the_original_spot():
     _move_block(env, obj, [tray[0], tray[1], 0.03])
     _move_block(env, obj, [tray[0], tray[1], 0.15])
     assert env.progress() == (3, 4)
-    _move_block(env, obj, [x + 0.06, y, BLOCK_HALF])
+    _move_block(env, obj, [x + 0.06, y, 0.15])    # held above, off target: still placing
     assert env.progress() == (3, 4)
     _move_block(env, obj, [x + 0.01, y, BLOCK_HALF])
     assert env.progress() == (4, 4) and env.success()
+
+
+def test_a_dropped_block_takes_progress_back_to_its_pick():
+    env = TabletopEnv('gantry', 'ordered_place', render=False)
+    env.reset(seed=5)
+    first = env.task.subtasks[0].obj
+    x, y, _ = env.task.layout.blocks[first]
+    bowl = env.fixture_position('bowl')
+    _move_block(env, first, [x, y, 0.15])            # picked up
+    assert env.progress() == (1, 4)
+    _move_block(env, first, [x + 0.05, y, BLOCK_HALF])  # dropped on the way to the bowl
+    assert env.progress() == (0, 4)
+    _move_block(env, first, [x + 0.05, y, 0.15])     # picked up again
+    _move_block(env, first, [bowl[0], bowl[1], 0.03])  # placed
+    assert env.progress() == (2, 4)
 
 
 def test_command_state_follows_trajectories_and_rejects_bad_commands():
