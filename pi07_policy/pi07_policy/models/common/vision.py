@@ -28,6 +28,7 @@ class VisionConfig:
     kind: str = 'siglip'   # 'siglip' | 'conv'
     # conv only: language conditioning of the feature maps (FiLM, as RT-1 / BC-Z) and spatial-softmax keypoints
     film: bool = False     # scale/shift every stage's features from a prompt embedding
+    film_source: str = 'prompt'  # 'prompt': every prompt token; 'subtask': the subtask's (else the task's)
     keypoints: int = 0     # K expected (x, y) positions of K feature maps (stride 8), one extra token per image
 
     def to_transformers(self):

@@ -165,6 +165,18 @@ class VLAModel(nn.Module):
         out = out + time[None, None, :, None, :] + self.camera_embed[:n, None, None, :] + self.role_embed[2]
         return out.reshape(b, n * t * m, -1)
 
+    def _film_condition(self, text: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """text (B, L, D) -> (B, D): mean embedding of the tokens FiLM reads. With film_source 'subtask' that is
+        the subtask (what to do now: one object named, where the task names two), else the task, else all."""
+        valid = batch['text_mask']
+        if self.config.vision.film_source == 'subtask' and 'text_segments' in batch:
+            seg = batch['text_segments']
+            subtask, task = valid & (seg == SEGMENT_SUBTASK), valid & (seg == SEGMENT_TASK)
+            has_sub, has_task = subtask.any(1, keepdim=True), task.any(1, keepdim=True)
+            valid = torch.where(has_sub, subtask, torch.where(has_task, task, valid))
+        weights = valid.to(text.dtype)[..., None]
+        return (text * weights).sum(1) / weights.sum(1).clamp(min=1)
+
     def embed_prefix(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt as embeddings (B, Lp, D) and a validity mask (B, Lp). Components absent from the batch
         (missing keys) contribute no tokens at all."""
@@ -173,8 +185,7 @@ class VLAModel(nn.Module):
         if 'text_ids' in batch:
             text = self.embed_tokens(batch['text_ids']) * self.config.decoder.hidden_size ** 0.5  # Gemma scaling
             if self.vision.conditioned:   # FiLM input: mean of the prompt's token embeddings (dropped ones out)
-                weights = batch['text_mask'].to(text.dtype)[..., None]
-                cond = (text * weights).sum(1) / weights.sum(1).clamp(min=1)                  # (B, D)
+                cond = self._film_condition(text, batch)                                      # (B, D)
         if 'images' in batch:
             parts.append(self._encode_images(batch['images'], batch['image_mask'], 0, cond))
             masks.append(batch['image_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
