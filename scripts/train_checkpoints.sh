@@ -16,7 +16,7 @@ source scripts/env.sh
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
 MODELS=${MODELS:-"vla high_level world_model"}
-VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1100}}       # per embodiment: what fits in ~30 min with the rest
+VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1500}}       # per embodiment: what fits in ~30 min with the rest
 VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-1500}}
 HL_STEPS=${HL_STEPS:-1500}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
@@ -25,6 +25,9 @@ BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
 NICE=${NICE:-"nice -n 5"}
+# Embodiments whose data also gets 60 `recover` episodes. The shipped arm7 VLA was trained with them; on the gantry
+# they made closed-loop progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md), so not there.
+WITH_RECOVER=${WITH_RECOVER:-"arm7"}
 
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 
@@ -40,17 +43,25 @@ for E in $EMBODIMENTS; do
       --variants fast slow noisy mistake --episodes 15 --seed 1000 || echo "collect: some variant episodes failed"
   python -m pi07_sim.collect -o "$BAGS/$E/restore" --embodiments "$E" --families restore_layout \
       --variants expert --episodes 30 --seed 2000 || echo "collect: some restore episodes failed"
+  SOURCES=("$BAGS/$E/expert" "$BAGS/$E/variants" "$BAGS/$E/restore")
+  if [[ " $WITH_RECOVER " == *" $E "* ]]; then
+    # DART-style recovery demonstrations: the expert's setpoint is pushed off course now and then, and corrected
+    python -m pi07_sim.collect -o "$BAGS/$E/recover" --embodiments "$E" --families ordered_place \
+        --variants recover --episodes 60 --seed 3000 || echo "collect: some recover episodes failed"
+    SOURCES+=("$BAGS/$E/recover")
+  fi
   # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
-  python -m pi07_policy.data.convert "$BAGS/$E" -o "$DATASETS/$E" --profile "$P" --seed 0
-  # 3. the VLA: tiny preset, 64 px, chunks of 10 steps (1 s), flow + FAST, joint/axis actions relative to the
-  #    state, on the ordered-place episodes (expert + variants). --no-ki: the flow loss also trains the backbone.
-  #    Knowledge Insulation protects a pretrained VLM backbone; from scratch it slows learning (measured on the
-  #    gantry at equal steps: flow loss 0.36 with KI vs 0.22 without at step 350; docs/data.md).
+  python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
+  # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
+  #    flow + FAST, joint/axis actions relative to the state, on the ordered-place episodes (expert, variants,
+  #    and recover where collected). --no-ki: the flow loss also trains the backbone. Knowledge Insulation protects a pretrained VLM
+  #    backbone; from scratch it slows learning (measured on the gantry at equal steps: flow loss 0.36 with KI
+  #    vs 0.22 without at step 350; docs/data.md).
   if want vla; then
     $NICE python -m pi07_policy.train_cli vla --dataset "$DATASETS/$E" --profile "$P" --out "$RUNS/$E/vla" \
-        --export "$CKPT/vla" --config tiny --image-size 64 --horizon 10 --steps "$STEPS" --batch-size 16 \
+        --export "$CKPT/vla" --config tiny_conv --image-size 64 --horizon 10 --steps "$STEPS" --batch-size 32 \
         --lr 5e-4 --subgoal-prob 0.1 --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 \
-        --no-ki --seed "$SEED"
+        --threads 2 --no-ki --seed "$SEED"
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
   if want high_level; then

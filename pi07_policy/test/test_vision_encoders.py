@@ -80,7 +80,8 @@ def test_tiny_conv_preset():
 
 def test_film_reads_the_subtask_else_the_task():
     from pi07_policy.models.vla.modeling_vla import SEGMENT_METADATA, SEGMENT_SUBTASK, SEGMENT_TASK
-    model = VLAModel(tiny_conv(action_horizon=4, state_dim=3, action_dim=3))
+    cfg = tiny_conv(action_horizon=4, state_dim=3, action_dim=3)
+    model = VLAModel(replace(cfg, vision=replace(cfg.vision, film_source='subtask')))
     m, t, s = SEGMENT_METADATA, SEGMENT_TASK, SEGMENT_SUBTASK
     batch = {'text_ids': torch.randint(0, 100, (3, 6)), 'text_mask': torch.ones(3, 6, dtype=torch.bool),
              'text_segments': torch.tensor([[m, m, t, t, s, s], [m, m, t, t, t, t], [m, m, m, m, m, m]])}
@@ -89,3 +90,5 @@ def test_film_reads_the_subtask_else_the_task():
     cond = model._film_condition(text, batch)
     assert torch.allclose(cond[0], text[0, 4]) and torch.allclose(cond[1], text[1, 2:].mean(0))
     assert torch.allclose(cond[2], text[2].mean(0))
+    prompt_mean = VLAModel(cfg)._film_condition(text, batch)       # the preset: every valid prompt token
+    assert torch.allclose(prompt_mean[1], text[1].mean(0))

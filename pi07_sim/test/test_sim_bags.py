@@ -6,36 +6,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import sim_probe
 import yaml
+from sim_probe import spin_until
+
+probe = sim_probe.probe  # the shared fixture
 
 pytestmark = pytest.mark.ros
 
 TOPICS = ['camera/scene/image_raw', 'camera/wrist/image_raw', 'joint_states', 'task', 'task_status']
-
-
-@pytest.fixture
-def probe():
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('bag_test_probe', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    yield node, executor
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.shutdown(context=context)
-
-
-def spin_until(executor, condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        executor.spin_once(timeout_sec=0.05)
-    return condition()
 
 
 def read_with_mcap(bag: Path) -> tuple[Counter, dict]:

@@ -115,10 +115,10 @@ def tiny(**overrides) -> VLAConfig:
 def tiny_conv(**overrides) -> VLAConfig:
     """`tiny` with the convolutional image encoder: the preset for training from scratch on a few hundred
     demonstrations on a CPU, where a ViT has too little data to learn where things are. 16 x 16 px per token
-    (16 grid tokens per 64 px camera, as `tiny`; 8 px cells cost ~2.5x per step here), FiLM from the subtask text
-    (the feature maps can single out the object it names) and 16 spatial-softmax keypoints per camera."""
-    vision = VisionConfig(kind='conv', image_size=64, patch_size=16, hidden_size=128, film=True,
-                          film_source='subtask', keypoints=16)
+    (16 grid tokens per 64 px camera, as `tiny`; 8 px cells cost ~2.5x per step here), FiLM from the prompt (the
+    feature maps can single out the object the subtask names) and 16 spatial-softmax keypoints per camera.
+    (film_source='subtask' is available; its one run, together with the recover bags, did worse: docs/data.md.)"""
+    vision = VisionConfig(kind='conv', image_size=64, patch_size=16, hidden_size=128, film=True, keypoints=16)
     return replace(VLAConfig(vision=vision), **overrides)
 
 
