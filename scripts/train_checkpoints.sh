@@ -43,13 +43,14 @@ for E in $EMBODIMENTS; do
       --variants fast slow noisy mistake --episodes 15 --seed 1000 || echo "collect: some variant episodes failed"
   python -m pi07_sim.collect -o "$BAGS/$E/restore" --embodiments "$E" --families restore_layout \
       --variants expert --episodes 30 --seed 2000 || echo "collect: some restore episodes failed"
-  SOURCES=("$BAGS/$E/expert" "$BAGS/$E/variants" "$BAGS/$E/restore")
+  SOURCES=("$BAGS/$E/expert")   # in alphabetical order, as `convert $BAGS/$E` lists them (the split follows it)
   if [[ " $WITH_RECOVER " == *" $E "* ]]; then
     # DART-style recovery demonstrations: the expert's setpoint is pushed off course now and then, and corrected
     python -m pi07_sim.collect -o "$BAGS/$E/recover" --embodiments "$E" --families ordered_place \
         --variants recover --episodes 60 --seed 3000 || echo "collect: some recover episodes failed"
     SOURCES+=("$BAGS/$E/recover")
   fi
+  SOURCES+=("$BAGS/$E/restore" "$BAGS/$E/variants")
   # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
   python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
