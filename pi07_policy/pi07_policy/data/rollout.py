@@ -47,6 +47,26 @@ class MemoryFrames:
         return {c: [f[0]] * (self.n - len(f)) + f for c, f in self.frames.items()}
 
 
+class StaleObservations:
+    """Wraps an environment so the policy sees the observation of `steps` control steps ago: what a real-time
+    stack whose inference takes about `steps` control periods acts on (the world does not wait for it)."""
+
+    def __init__(self, env, steps: int):
+        self.env, self.delay_steps = env, int(steps)   # own names only: the rest is the env's
+        self._recent: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, seed: int | None = None) -> dict:
+        self._recent = [self.env.reset(seed=seed)]
+        return self._recent[0]
+
+    def step(self, action) -> dict:
+        self._recent = (self._recent + [self.env.step(action)])[-(self.delay_steps + 1):]
+        return self._recent[0]
+
+
 def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_source: str = 'plan',
                 metadata: Mapping[str, Any] | None = None, use_memory: bool = False,
                 subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
@@ -147,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--speed', type=int, default=4)
     parser.add_argument('--mistake', type=int, default=0)
     parser.add_argument('--image-size', type=int, default=96)
+    parser.add_argument('--observation-delay-steps', type=int, default=0,
+                        help='the policy sees observations this many control steps old (real-time latency)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -159,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         from ..models.high_level import HighLevelPolicy
         hl = HighLevelPolicy.from_checkpoint(args.high_level)
     env = TabletopEnv(args.embodiment, args.family, image_size=args.image_size)
+    if args.observation_delay_steps > 0:
+        env = StaleObservations(env, args.observation_delay_steps)
     meta = None if args.no_metadata else {'speed': args.speed, 'quality': args.quality,
                                           'mistake': bool(args.mistake)}
     results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps,
