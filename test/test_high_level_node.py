@@ -72,18 +72,29 @@ def test_execute_task_with_plan_feedback_memory_and_interjection(high_level):
     assert probe.wait_for(lambda: probe.messages(subtasks)[-1].text == plan[1], 10)
     assert probe.wait_for(lambda: len(probe.messages(updates)) >= 2, 10)  # after the interjected and the first
     assert all(u.task_id == 't-plan' for u in probe.messages(updates))
+    # The block is dropped: the task monitor takes progress back, the plan asks for its first step again, and
+    # the abandoned step is not written to memory as done; redoing it is.
+    n_updates = len(probe.messages(updates))
+    report(0)
+    assert probe.wait_for(lambda: probe.messages(subtasks)[-1].text == plan[0], 10)
+    report(1)
+    assert probe.wait_for(lambda: probe.messages(subtasks)[-1].text == plan[1], 10)
+    assert probe.wait_for(lambda: len(probe.messages(updates)) >= n_updates + 1, 10)
+    time.sleep(0.5)
+    assert len(probe.messages(updates)) == n_updates + 1
     report(2)
     assert probe.wait_for(lambda: probe.messages(subtasks)[-1].task_done, 10)
     result_future = future.result().get_result_async()
     assert probe.wait_for(result_future.done, 15)
     result = result_future.result().result
     assert result.success and result.progress == pytest.approx(1.0)
-    assert result.subtasks_done == 3 and plan[1] in result.summary
-    # every subtask once, in order (the first may precede the client's discovery on a loaded machine); the
+    assert result.subtasks_done == 4 and plan[1] in result.summary   # interjection, plan[0] twice, plan[1]
+    # every subtask in order (the first may precede the client's discovery on a loaded machine); the
     # result and the last feedback travel on different topics, so wait for the feedback to arrive too
-    assert probe.wait_for(lambda: plan[1] in [f.subtask for f in feedback], 15)
+    assert probe.wait_for(lambda: [f.subtask for f in feedback][-2:] == [plan[0], plan[1]], 15)
     sent = [f.subtask for f in feedback]
-    assert sent in ([plan[0], 'look at the red block first', plan[1]], ['look at the red block first', plan[1]])
+    assert sent in ([plan[0], 'look at the red block first', plan[1], plan[0], plan[1]],
+                    ['look at the red block first', plan[1], plan[0], plan[1]])
     client.destroy()
 
 

@@ -3,8 +3,8 @@
 Subtasks come from one of three sources, chosen per task (Task.subtask_source):
 - policy: the high-level model decodes the next subtask from images + task + language memory + metadata at
   `rate_hz`; a change of subtask is a boundary;
-- plan: the Task's plan, advanced at boundaries reported on `task_status` (subtasks_done) or, without a task
-  monitor, when the model decodes the next step of the plan;
+- plan: the Task's plan, following `task_status` (subtasks_done; back to an earlier step when it drops) or,
+  without a task monitor, when the model decodes the next step of the plan;
 - topic: a person publishes subtasks on `subtask_command`.
 At each boundary the model writes an updated language-memory summary (memory/language_update). A person can
 interject (service ~/interject); ExecuteTask runs a task to the end with feedback. Topics and parameters:
@@ -156,9 +156,10 @@ class HighLevelPolicyNode(WorkerNode):
                 done = int(msg.subtasks_done)
                 if done >= len(task.plan):
                     self._finish()
-                elif done > self._plan_step:
+                elif done != self._plan_step:   # forward, or back (a dropped block must be picked again)
+                    back = done < self._plan_step
                     self._plan_step = done
-                    self._advance(task.plan[done], Subtask.SOURCE_PLAN)
+                    self._advance(task.plan[done], Subtask.SOURCE_PLAN, finished=not back)
 
     def _on_subtask_command(self, msg: Subtask) -> None:
         with self._lock:
@@ -191,12 +192,13 @@ class HighLevelPolicyNode(WorkerNode):
         return response
 
     # --- boundaries -------------------------------------------------------------------------------------------
-    def _advance(self, text: str, source: str, confidence: float = 1.0) -> None:
-        """A subtask boundary: write memory for the finished subtask, then publish the new one."""
+    def _advance(self, text: str, source: str, confidence: float = 1.0, finished: bool = True) -> None:
+        """A subtask boundary: write memory for the finished subtask (not for an abandoned one: `finished`
+        False), then publish the new one."""
         with self._lock:
             if text == self._current:
                 return
-            if self._current:
+            if self._current and finished:
                 self._history.append(self._current)
                 self._update_memory(self._current)
             self._index += 1
