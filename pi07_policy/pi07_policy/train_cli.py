@@ -99,7 +99,8 @@ def vla_config(args, profile: ProfileSpec):
     vision = replace(cfg.vision, image_size=args.image_size) if args.image_size else cfg.vision
     return replace(cfg, vision=vision, action_horizon=args.horizon, state_dim=profile.state_dim,
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
-                   knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight)
+                   knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
+                   flow_samples=args.flow_samples)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -322,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='predict absolute targets (default: joints/axes relative to the current state)')
     p.add_argument('--no-ki', action='store_true', help='pi0-style joint training: the flow loss reaches the backbone')
     p.add_argument('--fast-weight', type=float, default=1.0, help='weight of the FAST cross-entropy (0: flow only)')
+    p.add_argument('--flow-samples', type=int, default=1,
+                   help='noise/time draws per sample, sharing one backbone pass (cheap variance reduction)')
     p = sub.add_parser('high_level', help='the high-level subtask / language-memory decoder')
     common(p, 800, 16, 5e-4, 'tiny', ['micro', 'tiny', 'small'])
     p.add_argument('--step-stride', type=int, default=3, help='use every n-th step of each episode')

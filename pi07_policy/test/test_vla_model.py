@@ -131,6 +131,45 @@ def test_knowledge_insulation(insulated):
     assert all(g is None or g.abs().sum() == 0 for g in _grads(model, ('expert_layers', 'action_out_proj')))
 
 
+@torch.no_grad()
+def test_packed_prefix_is_exact():
+    """Padding a sample's prompt with absent components (another sample in the batch has subgoals) must not
+    change its velocity: packing moves valid tokens to the front and cuts columns no sample uses."""
+    torch.manual_seed(0)
+    model = VLAModel(micro()).eval()
+    proc = VLAProcessor.build(model.config, ROBOT, micro_data().samples, fit_fast=False)
+    batch = proc.collate(micro_data().samples[:2])
+    batch['subgoal_mask'][0] = False                       # sample 0 without subgoals, sample 1 with
+    prefix, mask = model.embed_prefix(batch)
+    assert mask.shape[1] == int(mask.sum(1).max()) and mask[1].all()
+    assert (mask[0, :int(mask[0].sum())]).all() and not mask[0, int(mask[0].sum()):].any()
+    alone = {k: v[:1] for k, v in batch.items() if k not in ('subgoal_images', 'subgoal_mask')}
+    x_t, t = torch.randn(1, 10, 4), torch.tensor([0.6])
+    v_batch = model.predict_velocity(model.encode_prefix(batch), x_t.expand(2, -1, -1), t.expand(2))[:1]
+    v_alone = model.predict_velocity(model.encode_prefix(alone), x_t, t)
+    assert torch.allclose(v_batch, v_alone, atol=1e-5), (v_batch - v_alone).abs().max()
+
+
+def test_flow_samples_share_one_prefix():
+    """k flow draws per sample: one backbone pass, k times the expert's rows; the loss stays a mean."""
+    torch.manual_seed(0)
+    model = VLAModel(micro(flow_samples=4, knowledge_insulation=False)).train()
+    proc = VLAProcessor.build(model.config, ROBOT, micro_data().samples, fit_fast=False)
+    batch = proc.collate(micro_data().samples)
+    rows = []
+    handle = model.action_in_proj.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    losses = model(batch)
+    handle.remove()
+    assert rows == [4 * len(micro_data().samples)]
+    losses['loss'].backward()
+    assert model.layers[0].mlp.gate_proj.weight.grad.abs().sum() > 0      # the backbone still learns (no KI)
+    model.eval()
+    rows.clear()
+    model.action_in_proj.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    model(batch)
+    assert rows == [len(micro_data().samples)]                           # evaluation: one draw per sample
+
+
 def test_rtc_weights_schedule():
     w = rtc_weights(10, delay=2, overlap=7)
     assert torch.all(w[:2] == 1) and torch.all(w[7:] == 0)

@@ -81,6 +81,9 @@ class VLAConfig:
     knowledge_insulation: bool = True
     fast_loss_weight: float = 1.0
     flow_loss_weight: float = 1.0
+    # Training: noise/time draws per sample, all reading the same prefix. The backbone dominates a step's cost,
+    # so k draws cost little more than one and average out much of the flow loss's variance.
+    flow_samples: int = 1
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property

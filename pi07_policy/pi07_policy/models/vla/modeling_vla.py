@@ -42,6 +42,17 @@ from .configuration_vla import VLAConfig
 SEGMENT_TASK, SEGMENT_SUBTASK, SEGMENT_METADATA = 0, 1, 2
 
 
+def pack_tokens(tokens: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """tokens (B, L, D), mask (B, L) -> (B, L', D), (B, L'): each sample's valid tokens moved to the front (in
+    order) and the columns no sample uses cut off. Exact: positions count valid tokens and attention never
+    reads an invalid key, so only the padding a batch carries (absent subgoals, dropped text) goes away."""
+    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices       # valid first, order kept
+    length = max(int(mask.sum(1).max()), 1)
+    order = order[:, :length]
+    packed = torch.gather(tokens, 1, order[..., None].expand(-1, -1, tokens.shape[-1]))
+    return packed, torch.gather(mask, 1, order)
+
+
 class DecoderLayer(nn.Module):
     """A Gemma layer of the backbone."""
 
@@ -99,6 +110,12 @@ class PrefixCache:
     def detached(self) -> PrefixCache:
         return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
                            self.next_position)
+
+    def repeated(self, k: int) -> PrefixCache:
+        """Each sample k times in a row (B -> k B), for several flow draws per prefix."""
+        return PrefixCache([x.repeat_interleave(k, dim=0) for x in self.keys],
+                           [x.repeat_interleave(k, dim=0) for x in self.values],
+                           self.mask.repeat_interleave(k, dim=0), self.next_position.repeat_interleave(k, dim=0))
 
 
 class VLAModel(nn.Module):
@@ -201,7 +218,7 @@ class VLAModel(nn.Module):
         state = self.state_proj(batch['state'])[:, None, :]                        # (B, 1, D), always present
         parts.append(state)
         masks.append(torch.ones_like(batch['state'][:, :1], dtype=torch.bool))
-        return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+        return pack_tokens(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
 
     def run_backbone(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, fast_ids: torch.Tensor | None = None,
                      fast_mask: torch.Tensor | None = None):
@@ -303,12 +320,18 @@ class VLAModel(nn.Module):
         if cfg.knowledge_insulation:
             cache = cache.detached()                                                # no flow gradient to backbone
 
+        action_mask = batch.get('action_mask')
+        k = cfg.flow_samples if self.training else 1
+        if k > 1:   # k noise/time draws per sample against one prefix: repeat the cache, not the backbone
+            cache = cache.repeated(k)
+            actions = actions.repeat_interleave(k, dim=0)                           # (k B, H, A)
+            action_mask = action_mask.repeat_interleave(k, dim=0) if action_mask is not None else None
+            b = b * k
         noise = torch.randn_like(actions)
         t = self.sample_time(b, actions.device)
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
         u = self.predict_velocity(cache, x_t, t)
         err = (u - (noise - actions)) ** 2
-        action_mask = batch.get('action_mask')
         if action_mask is not None:
             err = err * action_mask
             flow = err.sum() / action_mask.sum().clamp(min=1)
