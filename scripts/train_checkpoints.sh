@@ -16,8 +16,9 @@ source scripts/env.sh
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
 MODELS=${MODELS:-"vla high_level world_model"}
-VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1500}}       # per embodiment: what fits in ~30 min with the rest
-VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-1500}}
+VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-2200}}       # per embodiment: what fits in ~25 min alone on 2 cores
+VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-2200}}
+EXPERT_EPISODES=${EXPERT_EPISODES:-400}   # clean expert demonstrations of ordered_place (seeds 0..N-1)
 HL_STEPS=${HL_STEPS:-1500}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
@@ -25,9 +26,9 @@ BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
 NICE=${NICE:-"nice -n 5"}
-# Embodiments whose data also gets 60 `recover` episodes. The shipped arm7 VLA was trained with them; on the gantry
-# they made closed-loop progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md), so not there.
-WITH_RECOVER=${WITH_RECOVER:-"arm7"}
+# Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). On the gantry they made closed-loop
+# progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md), so by default nowhere.
+WITH_RECOVER=${WITH_RECOVER:-""}
 
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 
@@ -36,9 +37,9 @@ for E in $EMBODIMENTS; do
   STEPS_VAR=VLA_STEPS_$E
   STEPS=${!STEPS_VAR:-1100}
   CKPT=pi07_bringup/checkpoints/$P
-  # 1. demonstrations (seeds: expert 0..79, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
+  # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
-      --variants expert --episodes 80 --seed 0 || echo "collect: some expert episodes failed (kept anyway)"
+      --variants expert --episodes "$EXPERT_EPISODES" --seed 0 || echo "collect: some expert episodes failed (kept anyway)"
   python -m pi07_sim.collect -o "$BAGS/$E/variants" --embodiments "$E" --families ordered_place \
       --variants fast slow noisy mistake --episodes 15 --seed 1000 || echo "collect: some variant episodes failed"
   python -m pi07_sim.collect -o "$BAGS/$E/restore" --embodiments "$E" --families restore_layout \
@@ -54,15 +55,15 @@ for E in $EMBODIMENTS; do
   # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
   python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
-  #    flow + FAST, joint/axis actions relative to the state, on the ordered-place episodes (expert, variants,
-  #    and recover where collected). --no-ki: the flow loss also trains the backbone. Knowledge Insulation protects a pretrained VLM
-  #    backbone; from scratch it slows learning (measured on the gantry at equal steps: flow loss 0.36 with KI
-  #    vs 0.22 without at step 350; docs/data.md).
+  #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
+  #    where collected). Flow matching only (--fast-weight 0: the FAST tokens doubled a step's cost) with 4
+  #    noise/time draws per backbone pass (--flow-samples 4), so the flow loss reaches the backbone (--no-ki).
+  #    Knowledge Insulation protects a pretrained VLM backbone; from scratch it slows learning (docs/data.md).
   if want vla; then
     $NICE python -m pi07_policy.train_cli vla --dataset "$DATASETS/$E" --profile "$P" --out "$RUNS/$E/vla" \
         --export "$CKPT/vla" --config tiny_conv --image-size 64 --horizon 10 --steps "$STEPS" --batch-size 32 \
         --lr 5e-4 --subgoal-prob 0.1 --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 \
-        --threads 2 --no-ki --seed "$SEED"
+        --threads 2 --no-ki --fast-weight 0 --flow-samples 4 --seed "$SEED"
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
   if want high_level; then

@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rclpy.serialization import serialize_message
@@ -55,13 +56,24 @@ class EpisodeRecorder:
 
 
 def record_episode(env: TabletopEnv, out_dir: Path, variant: str, seed: int, index: int,
-                   interface: str = 'auto') -> dict:
-    """Run one expert episode on ``env`` and write it as a bag under ``out_dir``; returns its outcome."""
-    env.reset(seed=seed)
+                   interface: str = 'auto', prelude: Callable[[TabletopEnv], None] | None = None,
+                   label: str | None = None) -> dict:
+    """Run one expert episode on ``env`` and write it as a bag under ``out_dir``; returns its outcome.
+
+    With ``prelude(env)`` (which resets ``env`` with ``seed`` and drives it, e.g. a learned policy for a few
+    seconds), the expert takes over from the state the prelude left and only its part is recorded; ``label``
+    then names the bag and the outcome's variant (e.g. 'takeover')."""
+    if prelude is None:
+        env.reset(seed=seed)
+    else:
+        prelude(env)
     expert = make_expert(env, variant, seed)
+    if prelude is not None:
+        expert.take_over()
     meta = expert.metadata
     tid = rm.task_id(env.embodiment, env.task.family, seed, index)
-    name = f'{env.embodiment}_{env.task.family}_{variant}_s{seed:04d}'
+    label = label or variant
+    name = f'{env.embodiment}_{env.task.family}_{label}_s{seed:04d}'
     base_s = EPOCH_S + index * 1000.0
     cmd_topic = command_topic(env.embodiment, interface)
     started = time.perf_counter()
@@ -118,7 +130,7 @@ def record_episode(env: TabletopEnv, out_dir: Path, variant: str, seed: int, ind
             if finished:
                 break
         rec.write('subtask', rm.subtask_msg(tid, '', subtask_index + 1, base_s + env.time, done=True), env.time)
-        outcome = {'bag': name, 'embodiment': env.embodiment, 'family': env.task.family, 'variant': variant,
+        outcome = {'bag': name, 'embodiment': env.embodiment, 'family': env.task.family, 'variant': label,
                    'seed': seed, 'task_id': tid, 'instruction': env.task.instruction, 'success': bool(success),
                    'subtasks_done': done, 'subtasks_total': total, 'duration_s': round(env.time, 3),
                    'speed': meta['speed'], 'quality': meta['quality'], 'mistake': meta['mistake'],

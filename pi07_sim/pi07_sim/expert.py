@@ -99,6 +99,27 @@ class ScriptedExpert:
         self.next_push_s = self.rng.uniform(*PERTURB_INTERVAL_S)
         self.joint_command = self.env.home.copy() if self.env.embodiment == 'arm7' else None
 
+    def take_over(self) -> None:
+        """Start from wherever the episode is now (another controller drove until here), not from its start: the
+        subtask from the task's progress (the place once the named block is held), the setpoint and gripper from
+        the robot's, and a climb to the hover height first when the tool is low. DAgger-style data: expert labels
+        in the states a learned policy leads to (pi07_policy.data.dagger)."""
+        self.reset()
+        done, total = self.env.progress()
+        self.index = done
+        sub = self.subtask
+        if sub is not None and sub.kind == 'pick' and self._holding(sub.obj):
+            self.index += 1
+        self.gripper = float(self.env.current_target()[-1] > 0.5)
+        if self.env.embodiment == 'arm7':
+            self.joint_command = self.env.current_target()[:-1].copy()
+        self._plan()
+        tcp, yaw = self.env.tcp_pose()
+        if self.waypoints and tcp[2] < HOVER_Z - 0.03:
+            holding = self.subtask is not None and self._holding(self.subtask.obj)
+            climb = Waypoint(np.array([tcp[0], tcp[1], HOVER_Z]), yaw, 1.0 if holding else 0.0)
+            self.waypoints.insert(0, climb)
+
     @property
     def subtask(self) -> Subtask | None:
         return self.spec.subtasks[self.index] if self.index < len(self.spec.subtasks) else None

@@ -68,3 +68,43 @@ def test_recover_variant_is_pushed_off_course_and_still_succeeds():
         setpoints.append(expert.setpoint.copy())
     assert pushes >= 2 and env.success()
     assert variant_metadata('recover')['quality'] < 5
+
+
+def _finish(env, expert) -> dict:
+    while not env.timed_out() and not (expert.subtask is None and env.success()):
+        env.set_target(expert.act()[0])
+        env.advance(env.control_period)
+    return {'success': env.success(), 'progress': env.progress()}
+
+
+@pytest.mark.parametrize('embodiment', ['arm7', 'gantry'])
+def test_expert_takes_over_mid_task_holding_the_block(embodiment):
+    """DAgger labels: a new expert that takes over while the first block is held goes on with its placement
+    (it does not let go and start again) and finishes the task."""
+    env = TabletopEnv(embodiment, 'ordered_place', render=False)
+    env.reset(seed=11)
+    first = make_expert(env, 'expert', seed=11)
+    while first.index < 1 and not env.timed_out():
+        env.set_target(first.act()[0])
+        env.advance(env.control_period)
+    held = first.spec.subtasks[0].obj
+    assert env.block_grasped(held)
+    expert = make_expert(env, 'expert', seed=0)
+    expert.take_over()
+    assert expert.index == 1 and expert.subtask.kind == 'place' and expert.gripper == 1.0
+    assert _finish(env, expert)['success']
+
+
+def test_expert_takes_over_from_a_lost_policy():
+    """A policy left the gantry's tool low, off to the side and closed on nothing: the expert climbs first
+    (opening the gripper), then picks and places as usual."""
+    env = TabletopEnv('gantry', 'ordered_place', render=False)
+    env.reset(seed=12)
+    tcp, yaw = env.tcp_pose()
+    env.set_target(np.array([0.15, 0.0, 0.05, yaw, 1.0]))
+    env.advance(2.0)
+    expert = make_expert(env, 'expert', seed=0)
+    expert.take_over()
+    assert expert.index == 0 and expert.waypoints[0].position[2] > env.tcp_pose()[0][2] + 0.03
+    assert expert.waypoints[0].gripper == 0.0
+    assert _finish(env, expert)['success']
