@@ -138,11 +138,19 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
     config = vla_config(args, profile)
-    if resume is not None:
+    init_weights = None
+    if resume is not None or args.init_from:
         from .checkpoint import load_checkpoint
         from .models.vla.configuration_vla import VLAConfig
-        ckpt = load_checkpoint(resume, VLAConfig.model_type, config_cls=VLAConfig)
-        config = ckpt.config
+        ckpt = load_checkpoint(resume or args.init_from, VLAConfig.model_type, config_cls=VLAConfig,
+                               expected_embodiment=profile.embodiment)
+        if resume is not None:
+            config = ckpt.config
+        else:   # fine-tuning: the checkpoint's model and processor, this command's training knobs
+            config = replace(ckpt.config, knowledge_insulation=config.knowledge_insulation,
+                             fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
+                             flow_samples=config.flow_samples, dropout=ckpt.config.dropout)
+            init_weights = ckpt.state_dict
         processor = VLAProcessor.from_checkpoint(ckpt, config)
     else:
         processor = build_vla_processor(config, profile, dataset, args.seed, delta=not args.absolute_actions)
@@ -150,7 +158,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                      warmup_steps=min(100, args.steps // 10), plot_every=args.plot_every,
                      save_every=args.save_every, log_every=args.log_every)
     policy, result = train_vla(dataset, config, out, args.steps, robot=processor.robot, processor=processor,
-                               train_config=tc, resume_from=resume, profile=profile.path)
+                               train_config=tc, resume_from=resume, profile=profile.path, init_weights=init_weights)
     summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
                'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
                'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
@@ -321,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--memory-prob', type=float, default=0.3, help='fraction of samples given memory frames')
     p.add_argument('--absolute-actions', action='store_true',
                    help='predict absolute targets (default: joints/axes relative to the current state)')
+    p.add_argument('--init-from', default=None,
+                   help='fine-tune: start from this VLA checkpoint (weights, tokenizers, normalisation), new schedule')
     p.add_argument('--no-ki', action='store_true', help='pi0-style joint training: the flow loss reaches the backbone')
     p.add_argument('--fast-weight', type=float, default=1.0, help='weight of the FAST cross-entropy (0: flow only)')
     p.add_argument('--flow-samples', type=int, default=1,

@@ -67,6 +67,23 @@ def test_vla_training_lowers_loss_and_exports_a_usable_checkpoint(setup):
     assert (report_dir / 'open_loop.png').stat().st_size > 1000
 
 
+def test_vla_fine_tunes_from_a_checkpoint(setup):
+    """--init-from: the checkpoint's weights and processor, a fresh schedule (step 0), this command's knobs; the
+    first loss is the trained model's, far below a fresh model's."""
+    root, profile_path = setup
+    base = ['--steps', '60', '--batch-size', '8', '--lr', '1e-3', '--horizon', '6', '--no-ki', '--fast-weight', '0']
+    assert train_cli.main(['vla', *_common(root, profile_path, 'flow_only'), *base]) == 0
+    fresh = [json.loads(x) for x in (root / 'flow_only' / 'history.jsonl').read_text().splitlines()]
+    assert train_cli.main(['vla', *_common(root, profile_path, 'tuned'), '--steps', '10', '--batch-size', '8',
+                           '--lr', '1e-4', '--horizon', '6', '--no-ki', '--fast-weight', '0', '--flow-samples', '2',
+                           '--init-from', str(root / 'flow_only_export')]) == 0
+    tuned = [json.loads(x) for x in (root / 'tuned' / 'history.jsonl').read_text().splitlines()]
+    assert tuned[-1]['step'] == 10
+    assert tuned[0]['flow_loss'] < 0.7 * fresh[0]['flow_loss'], (fresh[0], tuned[0])
+    config = json.loads((root / 'tuned_export' / 'config.json').read_text())['config']
+    assert config['flow_samples'] == 2 and config['fast_loss_weight'] == 0.0
+
+
 def test_high_level_and_world_model_subcommands(setup):
     root, profile_path = setup
     assert train_cli.main(['high_level', *_common(root, profile_path, 'hl'), '--steps', '10', '--batch-size', '4',

@@ -27,7 +27,8 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
               robot: RobotSpec | None = None, processor: VLAProcessor | None = None,
               train_config: TrainConfig | None = None, corpus: Iterable[str] = (), fit_samples: int = 2000,
               resume_from: str | Path | None = None, profile: str | Path | None = None,
-              **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+              init_weights: dict | None = None, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+    """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random."""
     if processor is None:
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
@@ -37,6 +38,9 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
             processor = VLAProcessor.build(config, robot or RobotSpec(), [dataset[i] for i in range(n)], corpus=corpus,
                                            fit_fast=config.fast_loss_weight > 0)
     model = VLAModel(config)
+    if init_weights is not None and resume_from is None:
+        from ...checkpoint import load_weights
+        load_weights(model, init_weights, source='init weights')
     cfg = replace(train_config or TrainConfig(), steps=steps, **train_overrides)
 
     def save_model(m: VLAModel, directory: Path) -> None:
