@@ -19,6 +19,9 @@ MODELS=${MODELS:-"vla high_level world_model"}
 VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-2200}}       # per embodiment: what fits in ~25 min alone on 2 cores
 VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-2200}}
 EXPERT_EPISODES=${EXPERT_EPISODES:-400}   # clean expert demonstrations of ordered_place (seeds 0..N-1)
+DAGGER_EPISODES=${DAGGER_EPISODES:-150}   # takeover episodes of the DAgger round (0: no round)
+DAGGER_STEPS=${DAGGER_STEPS:-500}
+DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-1500}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
@@ -56,14 +59,28 @@ for E in $EMBODIMENTS; do
   python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
-  #    where collected). Flow matching only (--fast-weight 0: the FAST tokens doubled a step's cost) with 4
-  #    noise/time draws per backbone pass (--flow-samples 4), so the flow loss reaches the backbone (--no-ki).
-  #    Knowledge Insulation protects a pretrained VLM backbone; from scratch it slows learning (docs/data.md).
+  #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: from scratch the FAST cross-entropy is
+  #    what teaches the backbone where the named block is; a flow-only run did not learn it, docs/data.md), 4
+  #    noise/time draws of the flow loss per backbone pass (--flow-samples 4).
+  #    Then one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
+  #    over and finishes (only its part is recorded), and the policy is fine-tuned on the grown dataset.
   if want vla; then
-    $NICE python -m pi07_policy.train_cli vla --dataset "$DATASETS/$E" --profile "$P" --out "$RUNS/$E/vla" \
-        --export "$CKPT/vla" --config tiny_conv --image-size 64 --horizon 10 --steps "$STEPS" --batch-size 32 \
-        --lr 5e-4 --subgoal-prob 0.1 --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 \
-        --threads 2 --no-ki --fast-weight 0 --flow-samples 4 --seed "$SEED"
+    VLA_ARGS=(--profile "$P" --config tiny_conv --image-size 64 --horizon 10 --batch-size 32 --subgoal-prob 0.1
+              --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 --threads 2 --no-ki
+              --flow-samples 4 --seed "$SEED")
+    FINAL=$CKPT/vla
+    [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
+    $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
+        --export "$FINAL" --steps "$STEPS" --lr 5e-4
+    if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
+      python -m pi07_policy.data.dagger --checkpoint "$FINAL" --embodiment "$E" -o "$BAGS/$E/takeover" \
+          --episodes "$DAGGER_EPISODES" --seed 20000
+      python -m pi07_policy.data.convert "${SOURCES[@]}" "$BAGS/$E/takeover" -o "$DATASETS/${E}_dagger" \
+          --profile "$P" --seed 0
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/${E}_dagger" \
+          --out "$RUNS/$E/vla_dagger" --export "$CKPT/vla" --init-from "$FINAL" --steps "$DAGGER_STEPS" \
+          --lr "$DAGGER_LR"
+    fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
   if want high_level; then
