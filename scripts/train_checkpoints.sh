@@ -16,10 +16,13 @@ source scripts/env.sh
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
 MODELS=${MODELS:-"vla high_level world_model"}
-VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-2200}}       # per embodiment: what fits in ~25 min alone on 2 cores
-VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-2200}}
-EXPERT_EPISODES=${EXPERT_EPISODES:-400}   # clean expert demonstrations of ordered_place (seeds 0..N-1)
-DAGGER_EPISODES=${DAGGER_EPISODES:-150}   # takeover episodes of the DAgger round (0: no round)
+VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1500}}       # per embodiment: what fits in ~30 min with the rest
+VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-1500}}
+FLOW_SAMPLES=${FLOW_SAMPLES:-1}           # noise/time draws of the flow loss per backbone pass
+# The defaults regenerate the shipped VLAs. Tried this session, not better in closed loop (docs/data.md): 400
+# expert episodes (EXPERT_EPISODES=400, FLOW_SAMPLES=4) and a DAgger round (DAGGER_EPISODES=150).
+EXPERT_EPISODES=${EXPERT_EPISODES:-80}    # clean expert demonstrations of ordered_place (seeds 0..N-1)
+DAGGER_EPISODES=${DAGGER_EPISODES:-0}     # takeover episodes of a DAgger round (0: no round)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-1500}
@@ -29,9 +32,10 @@ BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
 NICE=${NICE:-"nice -n 5"}
-# Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). On the gantry they made closed-loop
-# progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md), so by default nowhere.
-WITH_RECOVER=${WITH_RECOVER:-""}
+# Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). The shipped arm7 VLA was trained
+# with them; on the gantry they made closed-loop progress worse (0.0 vs 0.175 mean progress over 10 seeds,
+# docs/data.md), so not there.
+WITH_RECOVER=${WITH_RECOVER:-"arm7"}
 
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 
@@ -47,27 +51,33 @@ for E in $EMBODIMENTS; do
       --variants fast slow noisy mistake --episodes 15 --seed 1000 || echo "collect: some variant episodes failed"
   python -m pi07_sim.collect -o "$BAGS/$E/restore" --embodiments "$E" --families restore_layout \
       --variants expert --episodes 30 --seed 2000 || echo "collect: some restore episodes failed"
-  SOURCES=("$BAGS/$E/expert")   # in alphabetical order, as `convert $BAGS/$E` lists them (the split follows it)
+  # the first EXPERT_EPISODES expert bags (the folder may hold more), then the other folders in alphabetical
+  # order, as `convert $BAGS/$E` lists them (the train/val split follows the order)
+  SOURCES=()
+  for ((i = 0; i < EXPERT_EPISODES; i++)); do
+    SOURCES+=("$(printf '%s/%s/expert/%s_ordered_place_expert_s%04d' "$BAGS" "$E" "$E" "$i")")
+  done
   if [[ " $WITH_RECOVER " == *" $E "* ]]; then
     # DART-style recovery demonstrations: the expert's setpoint is pushed off course now and then, and corrected
     python -m pi07_sim.collect -o "$BAGS/$E/recover" --embodiments "$E" --families ordered_place \
         --variants recover --episodes 60 --seed 3000 || echo "collect: some recover episodes failed"
     SOURCES+=("$BAGS/$E/recover")
   fi
-  SOURCES+=("$BAGS/$E/restore" "$BAGS/$E/variants")
+  SOURCES+=("$BAGS/$E/restore")
+  DAGGER_SOURCES=("${SOURCES[@]}" "$BAGS/$E/takeover" "$BAGS/$E/variants")
+  SOURCES+=("$BAGS/$E/variants")
   # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
   python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
   #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: from scratch the FAST cross-entropy is
-  #    what teaches the backbone where the named block is; a flow-only run did not learn it, docs/data.md), 4
-  #    noise/time draws of the flow loss per backbone pass (--flow-samples 4).
-  #    Then one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
+  #    what teaches the backbone where the named block is; a flow-only run did not learn it, docs/data.md).
+  #    With DAGGER_EPISODES > 0, one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
   #    over and finishes (only its part is recorded), and the policy is fine-tuned on the grown dataset.
   if want vla; then
     VLA_ARGS=(--profile "$P" --config tiny_conv --image-size 64 --horizon 10 --batch-size 32 --subgoal-prob 0.1
               --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 --threads 2 --no-ki
-              --flow-samples 4 --seed "$SEED")
+              --flow-samples "$FLOW_SAMPLES" --seed "$SEED")
     FINAL=$CKPT/vla
     [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
@@ -75,11 +85,11 @@ for E in $EMBODIMENTS; do
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
       python -m pi07_policy.data.dagger --checkpoint "$FINAL" --embodiment "$E" -o "$BAGS/$E/takeover" \
           --episodes "$DAGGER_EPISODES" --seed 20000
-      python -m pi07_policy.data.convert "${SOURCES[@]}" "$BAGS/$E/takeover" -o "$DATASETS/${E}_dagger" \
+      python -m pi07_policy.data.convert "${DAGGER_SOURCES[@]}" -o "$DATASETS/${E}_dagger" \
           --profile "$P" --seed 0
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/${E}_dagger" \
           --out "$RUNS/$E/vla_dagger" --export "$CKPT/vla" --init-from "$FINAL" --steps "$DAGGER_STEPS" \
-          --lr "$DAGGER_LR"
+          --lr "$DAGGER_LR" --flow-samples 4
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
