@@ -70,8 +70,8 @@ for E in $EMBODIMENTS; do
   python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
-  #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: from scratch the FAST cross-entropy is
-  #    what teaches the backbone where the named block is; a flow-only run did not learn it, docs/data.md).
+  #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: Knowledge Insulation protects a
+  #    pretrained VLM backbone; from scratch it slows learning, docs/data.md).
   #    With DAGGER_EPISODES > 0, one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
   #    over and finishes (only its part is recorded), and the policy is fine-tuned on the grown dataset.
   if want vla; then
