@@ -16,13 +16,18 @@ source scripts/env.sh
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
 MODELS=${MODELS:-"vla high_level world_model"}
-VLA_STEPS_arm7=${VLA_STEPS_arm7:-${VLA_STEPS:-1500}}       # per embodiment: what fits in ~30 min with the rest
-VLA_STEPS_gantry=${VLA_STEPS_gantry:-${VLA_STEPS:-1500}}
-FLOW_SAMPLES=${FLOW_SAMPLES:-1}           # noise/time draws of the flow loss per backbone pass
-# The defaults regenerate the shipped VLAs. Tried this session, not better in closed loop (docs/data.md): 400
-# expert episodes (EXPERT_EPISODES=400, FLOW_SAMPLES=4) and a DAgger round (DAGGER_EPISODES=150).
-EXPERT_EPISODES=${EXPERT_EPISODES:-80}    # clean expert demonstrations of ordered_place (seeds 0..N-1)
-DAGGER_EPISODES=${DAGGER_EPISODES:-0}     # takeover episodes of a DAgger round (0: no round)
+# Per-embodiment settings: NAME_<embodiment>, else NAME, else the default below. The defaults regenerate the
+# shipped VLAs (docs/data.md has every recipe tried and its closed-loop numbers).
+#   VLA_STEPS        VLA training steps
+#   EXPERT_EPISODES  clean expert demonstrations of ordered_place (seeds 0..N-1)
+#   FLOW_SAMPLES     noise/time draws of the flow loss per backbone pass
+#   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
+#                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
+setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
+declare -A DEFAULT_VLA_STEPS=([arm7]=1000 [gantry]=1500)
+declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=80)
+declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=1)
+declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-1500}
@@ -32,17 +37,18 @@ BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
 NICE=${NICE:-"nice -n 5"}
-# Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). The shipped arm7 VLA was trained
-# with them; on the gantry they made closed-loop progress worse (0.0 vs 0.175 mean progress over 10 seeds,
-# docs/data.md), so not there.
-WITH_RECOVER=${WITH_RECOVER:-"arm7"}
+# Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). On the gantry they made closed-loop
+# progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md); none by default.
+WITH_RECOVER=${WITH_RECOVER:-""}
 
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 
 for E in $EMBODIMENTS; do
   P=sim_$E
-  STEPS_VAR=VLA_STEPS_$E
-  STEPS=${!STEPS_VAR:-1100}
+  STEPS=$(setting VLA_STEPS "$E" "${DEFAULT_VLA_STEPS[$E]:-1500}")
+  EXPERT_EPISODES=$(setting EXPERT_EPISODES "$E" "${DEFAULT_EXPERT_EPISODES[$E]:-80}")
+  FLOW_SAMPLES=$(setting FLOW_SAMPLES "$E" "${DEFAULT_FLOW_SAMPLES[$E]:-1}")
+  DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   CKPT=pi07_bringup/checkpoints/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
