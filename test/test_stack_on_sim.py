@@ -187,12 +187,12 @@ def bad_input_checks(probe, diagnostics, chunks):
         msg.encoding = 'yuv422'
         return msg
 
-    def expect(fragment, **inputs):
+    def expect(fragment, quiet_after=0.5, **inputs):
         since = time.monotonic()
         feed(**inputs)
         found = [s for s in status_of(probe, diagnostics, 'action_expert', since) if fragment in s.message]
         assert found and found[-1].level == b'\x02', f'no ERROR diagnostic with {fragment!r}'
-        assert probe.messages(chunks, since + 0.5) == [], f'chunks published with {fragment!r}'
+        assert probe.messages(chunks, since + quiet_after) == [], f'chunks published with {fragment!r}'
 
     # Good input first: chunks flow again (so the checks below test the input, not a dead node).
     since = time.monotonic()
@@ -201,7 +201,8 @@ def bad_input_checks(probe, diagnostics, chunks):
     expect('unsupported image encoding', scene=wrong_encoding, wrist=good)
     expect('expected 96x96', scene=lambda: rgb_to_image(np.zeros((64, 80, 3), np.uint8)), wrist=good)
     expect('NaN', scene=good, wrist=good, position=math.nan)
-    expect('wrist', scene=good, wrist=None, seconds=3.0)  # a missing camera: stale, then named
+    # a missing camera: its last image stays usable for max_input_age_s (2 s here), then it is stale and named
+    expect('wrist', quiet_after=2.8, scene=good, wrist=None, seconds=4.0)
 
 
 def test_checkpoint_for_another_embodiment_is_refused(checkpoints, tmp_path):

@@ -43,8 +43,9 @@ def policy_prelude(policy, seed: int, seconds: float, metadata: dict, execute_st
 def collect_takeovers(policy, env, out_dir: Path, seeds, *, takeover_s=(1.0, 16.0), metadata: dict | None = None,
                       execute_steps: int = 5, rng_seed: int = 0, progress: bool = True) -> list[dict]:
     """One takeover bag per seed under `out_dir` (existing bags are kept); returns the outcomes."""
-    from pi07_sim.collect import record_episode
     from tqdm.auto import tqdm
+
+    from pi07_sim.collect import record_episode
 
     metadata = metadata or {'speed': 4, 'quality': 5, 'mistake': False}
     rng = np.random.default_rng(rng_seed)
