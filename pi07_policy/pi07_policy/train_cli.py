@@ -97,7 +97,11 @@ def vla_config(args, profile: ProfileSpec):
     presets = {**PRESETS, 'micro': micro}
     cfg = presets[args.config]()
     vision = replace(cfg.vision, image_size=args.image_size) if args.image_size else cfg.vision
-    return replace(cfg, vision=vision, action_horizon=args.horizon, state_dim=profile.state_dim,
+    if args.keypoint_stride:
+        vision = replace(vision, keypoint_stride=args.keypoint_stride)
+    if args.film_source:
+        vision = replace(vision, film_source=args.film_source)
+    return replace(cfg, vision=vision, action_horizon=args.horizon, goal_loss_weight=args.goal_weight, state_dim=profile.state_dim,
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
                    flow_samples=args.flow_samples)
@@ -157,16 +161,30 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     tc = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
                      warmup_steps=min(100, args.steps // 10), plot_every=args.plot_every,
                      save_every=args.save_every, log_every=args.log_every)
+    pretrain = {}
+    if args.goal_pretrain_steps > 0 and resume is None:
+        if args.goal_weight <= 0 and not config.goal_loss_weight > 0:
+            raise SystemExit('--goal-pretrain-steps needs --goal-weight > 0 (the goal heads)')
+        pretrain = {'goal_pretrain_dataset': VLADataset(
+                        args.dataset, 'train', horizon=args.horizon, image_shift=args.image_shift, include=args.include,
+                        with_actions=False, segment_start_fraction=args.goal_pretrain_fraction),
+                    'goal_pretrain_steps': args.goal_pretrain_steps,
+                    'goal_pretrain_config': replace(tc, batch_size=args.goal_pretrain_batch_size,
+                                                    lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
     policy, result = train_vla(dataset, config, out, args.steps, robot=processor.robot, processor=processor,
-                               train_config=tc, resume_from=resume, profile=profile.path, init_weights=init_weights)
+                               train_config=tc, resume_from=resume, profile=profile.path, init_weights=init_weights,
+                               **pretrain)
     summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
                'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
                'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
                'image_size': config.vision.image_size, 'train_samples': len(dataset)}
+    if result.pretrain is not None:
+        summary.update({'goal_pretrain_steps': result.pretrain.step, 'goal_pretrain_seconds': round(
+            result.pretrain.seconds, 1), 'goal_pretrain_loss_first': result.pretrain.first('loss'),
+            'goal_pretrain_loss_last': result.pretrain.last('loss')})
     if dist_info().is_main:
-        val = validation_loss(policy, args.dataset, args.horizon, args.seed, include=args.include)
-        if val is not None:
-            summary['val_flow_loss'] = val
+        val = validation_losses(policy, args.dataset, args.horizon, args.seed, include=args.include)
+        summary.update({f'val_{k}': v for k, v in val.items()})
         if args.export:
             VLAPolicy(export_copy(policy.model, args.export_dtype), processor).save(args.export, profile=profile.path)
             summary['export'] = str(args.export)
@@ -175,23 +193,24 @@ def run_vla(args, profile: ProfileSpec) -> dict:
 
 
 @torch.no_grad()
-def validation_loss(policy, root, horizon: int, seed: int, batches: int = 8, batch_size: int = 16,
-                    include: list[str] | None = None) -> float | None:
-    """Flow-matching loss on the val split (no prompt dropout, fixed noise seed): a held-out learning curve point."""
+def validation_losses(policy, root, horizon: int, seed: int, batches: int = 8, batch_size: int = 16,
+                      include: list[str] | None = None) -> dict[str, float]:
+    """Flow-matching loss (and the goal-state loss, if the model has a goal head) on the val split, without
+    prompt dropout and with a fixed noise seed: a held-out learning-curve point. Empty without a val split."""
     try:
         val = VLADataset(root, 'val', horizon=horizon, include=include)
     except ValueError:
-        return None
+        return {}
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = policy.model.eval()
-    losses = []
+    rows = []
     for _ in range(batches):
         idx = rng.choice(len(val), size=min(batch_size, len(val)), replace=False)
         batch = policy.processor.collate([val[int(i)] for i in idx])
         batch.pop('fast_ids', None)
-        losses.append(float(model(batch)['flow_loss']))
-    return float(np.mean(losses))
+        rows.append({k: float(v) for k, v in model(batch).items() if k in ('flow_loss', 'goal_loss')})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 # --------------------------------------------------------------------------------------------------- high level
@@ -335,6 +354,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--fast-weight', type=float, default=1.0, help='weight of the FAST cross-entropy (0: flow only)')
     p.add_argument('--flow-samples', type=int, default=1,
                    help='noise/time draws per sample, sharing one backbone pass (cheap variance reduction)')
+    p.add_argument('--goal-weight', type=float, default=0.0,
+                   help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
+    p.add_argument('--goal-pretrain-steps', type=int, default=0,
+                   help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
+    p.add_argument('--goal-pretrain-fraction', type=float, default=0.3,
+                   help='goal pretraining samples: the first fraction of each subtask segment')
+    p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
+    p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
+    p.add_argument('--keypoint-stride', type=int, default=0,
+                   help='conv encoder: px per keypoint-map cell, a power of 2 (0: the preset\'s)')
+    p.add_argument('--film-source', default=None, choices=['prompt', 'subtask'],
+                   help='conv encoder: which prompt tokens FiLM reads (default: the preset\'s)')
     p = sub.add_parser('high_level', help='the high-level subtask / language-memory decoder')
     common(p, 800, 16, 5e-4, 'tiny', ['micro', 'tiny', 'small'])
     p.add_argument('--step-stride', type=int, default=3, help='use every n-th step of each episode')

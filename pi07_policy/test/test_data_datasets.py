@@ -45,6 +45,24 @@ def test_vla_sample_contents(dataset_dir):
     np.testing.assert_array_equal(end['actions'][3:], np.repeat(end['actions'][2:3], 5, axis=0))
     first = ds[_find(ds, 'ep_0', 3)]
     assert first['language_memory'] == '' and first['subtask'] == PLAN[0]
+    # the goal state: the joint state where the current subtask ends (the next segment's first step)
+    k = next(k for k, e in enumerate(ds.episodes) if e['name'] == 'ep_0')
+    arr = ds.arrays(k)
+    stop = next(stop for _, start, stop in ds.segments(k) if start <= 3 < stop)
+    np.testing.assert_array_equal(first['goal_state'], arr.state[min(stop, len(arr) - 1)])
+    assert not np.array_equal(first['goal_state'], first['state'])
+
+
+def test_segment_starts_without_actions(dataset_dir):
+    """The goal pretraining's samples: only the first fraction of each subtask segment, no action chunk."""
+    full = VLADataset(dataset_dir, 'train', horizon=8)
+    starts = VLADataset(dataset_dir, 'train', horizon=8, with_actions=False, segment_start_fraction=0.25)
+    assert 0 < len(starts) < len(full) / 2
+    for k, t in starts.items:
+        start, stop = next((a, b) for _, a, b in full.segments(k) if a <= t < b)
+        assert t < start + max(1, int((stop - start) * 0.25))
+    s = starts[0]
+    assert 'actions' not in s and 'action_mask' not in s and s['goal_state'].shape == s['state'].shape
 
 
 def test_subgoal_and_memory_frames(dataset_dir):

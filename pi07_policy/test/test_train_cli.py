@@ -67,6 +67,26 @@ def test_vla_training_lowers_loss_and_exports_a_usable_checkpoint(setup):
     assert (report_dir / 'open_loop.png').stat().st_size > 1000
 
 
+def test_vla_goal_heads_and_encoder_pretraining(setup):
+    """--goal-weight adds the goal-state heads, --goal-pretrain-steps first trains the image encoder alone on
+    segment starts: that stage's loss falls, the VLA stage logs both goal losses, the checkpoint keeps the heads."""
+    root, profile_path = setup
+    assert train_cli.main(['vla', *_common(root, profile_path, 'goal'), '--steps', '20', '--batch-size', '8',
+                           '--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-pretrain-steps', '40',
+                           '--goal-pretrain-batch-size', '8', '--goal-pretrain-lr', '3e-3']) == 0
+    summary = json.loads((root / 'goal' / 'summary.json').read_text())
+    assert summary['goal_pretrain_steps'] == 40
+    assert summary['goal_pretrain_loss_last'] < 0.7 * summary['goal_pretrain_loss_first'], summary
+    assert 'val_goal_loss' in summary
+    history = [json.loads(line) for line in (root / 'goal' / 'history.jsonl').read_text().splitlines()]
+    assert {'goal_loss', 'vision_goal_loss'} <= set(history[-1])
+    from pi07_policy.models.vla.policy import VLAPolicy
+    policy = VLAPolicy.from_checkpoint(root / 'goal_export')
+    assert policy.model.config.goal_loss_weight == 1 and hasattr(policy.model, 'vision_goal_head')
+    with pytest.raises(SystemExit, match='goal-weight'):
+        train_cli.main(['vla', *_common(root, profile_path, 'nogoal'), '--steps', '2', '--goal-pretrain-steps', '5'])
+
+
 def test_vla_fine_tunes_from_a_checkpoint(setup):
     """--init-from: the checkpoint's weights and processor, a fresh schedule (step 0), this command's knobs; the
     first loss is the trained model's, far below a fresh model's."""

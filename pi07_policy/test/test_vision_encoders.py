@@ -46,6 +46,16 @@ def test_keypoint_token_and_film():
     assert not torch.allclose(enc(pixels, cond_a), enc(pixels, cond_b))   # ... and reads the prompt once trained
 
 
+def test_keypoint_stride_sets_the_map_resolution():
+    cfg = VisionConfig(kind='conv', image_size=32, patch_size=8, hidden_size=32, keypoints=4, keypoint_stride=4)
+    enc = VisionEncoder(cfg, out_dim=24)
+    maps = []
+    enc.conv.keypoint_maps.register_forward_hook(lambda m, i, o: maps.append(o.shape))
+    assert enc(torch.zeros(2, 3, 32, 32)).shape == (2, 17, 24) and maps == [(2, 4, 8, 8)]   # 32 px / 4
+    with pytest.raises(ValueError, match='keypoint_stride'):
+        VisionEncoder(replace(cfg, keypoint_stride=6), 24)
+
+
 def test_conv_tokens_depend_on_where_things_are():
     """Coordinate channels + position table: the same blob at two places gives different tokens."""
     torch.manual_seed(0)

@@ -219,3 +219,33 @@ def test_save_load_identical_outputs_and_errors(trained, tmp_path):
     (copy / 'text_tokenizer.json').write_text('{}')
     with pytest.raises(CheckpointError, match='text_tokenizer.json: truncated or modified'):
         VLAPolicy.from_checkpoint(copy)
+
+
+def test_goal_head_learns_where_the_subtask_ends():
+    """goal_loss_weight > 0: a head on the state token regresses the goal state; the loss drops with training and
+    reaches the backbone. Without the weight there is no head (older checkpoints keep loading) and no goal loss."""
+    torch.manual_seed(0)
+    samples = micro_data().samples
+    goal = [dict(s, goal_state=(s['state'] * -0.5 + i).astype(np.float32)) for i, s in enumerate(samples)]
+    plain = VLAModel(micro())
+    assert not any(n.startswith('goal_head') for n, _ in plain.named_parameters())
+    proc = VLAProcessor.build(plain.config, ROBOT, samples, fit_fast=False)
+    batch = proc.collate(goal)
+    assert batch['goal_state'].shape == batch['state'].shape and batch['goal_mask'][:, :4].all()
+    assert 'goal_loss' not in plain(batch)
+    model = VLAModel(micro(goal_loss_weight=1.0, knowledge_insulation=True)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(model(batch)['goal_loss'])
+    for step in range(60):
+        losses = model(batch)
+        opt.zero_grad()
+        losses['loss'].backward()
+        if step == 0:   # with KI the flow loss stops at the backbone; the goal loss does not
+            assert model.layers[0].mlp.gate_proj.weight.grad.abs().sum() > 0
+        opt.step()
+    assert float(model(batch)['goal_loss']) < first / 5
+    # the image encoder's own head: in the training losses, and alone (goal pretraining) without the backbone
+    assert 'vision_goal_loss' in model(batch)
+    model.zero_grad()
+    model.vision_goal_loss(batch)['loss'].backward()
+    assert model.vision.projector.weight.grad.abs().sum() > 0 and model.layers[0].mlp.gate_proj.weight.grad is None

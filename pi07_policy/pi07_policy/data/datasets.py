@@ -16,6 +16,7 @@ One sample of `VLADataset` (step t of an episode):
                                                    since the start, the last `memory_frames`, oldest first,
                                                    the oldest repeated to fill (what pi07_memory publishes)
     language_memory str                            'Done: a; b.' (subtasks finished before the current one)
+    goal_state      (Ds,) float32                  joint state where the current subtask ends (the goal head's target)
 
 Random choices (whether a sample carries a subgoal / memory, which subgoal, augmentation) use torch's RNG, which
 DataLoader seeds per worker, so runs are reproducible with a fixed training seed.
@@ -110,8 +111,19 @@ class VLADataset(EpisodeDataset):
                  subgoal_prob: float = 0.0, subgoal_end_prob: float = 0.5, subgoal_ahead_s: float = 3.0,
                  memory_prob: float = 0.0, memory_frames: int = 6, memory_stride_s: float = 1.0,
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
-                 with_images: bool = True, include: list[str] | None = None):
+                 with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
+                 segment_start_fraction: float | None = None):
+        """`segment_start_fraction`: only the steps in the first fraction of each subtask segment (where the
+        object to go to is farthest; the image encoder's goal pretraining uses them). `with_actions=False`:
+        samples without the action chunk (nothing to tokenise when only the goal is trained)."""
         super().__init__(root, split, episodes, step_stride, include)
+        self.with_actions = with_actions
+        if segment_start_fraction is not None:
+            keep = set()
+            for k in range(len(self.episodes)):
+                for _, start, stop in self.segments(k):
+                    keep.update((k, t) for t in range(start, start + max(1, int((stop - start) * segment_start_fraction))))
+            self.items = [item for item in self.items if item in keep]
         self.horizon = horizon
         self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
         rate = float(self.index['control_rate_hz'])
@@ -153,6 +165,7 @@ class VLADataset(EpisodeDataset):
         chunk, mask = self.chunk(k, t)
         sample: dict[str, Any] = {
             'state': np.asarray(arr.state[t], np.float32),
+            'goal_state': np.asarray(arr.state[self.subgoal_step(k, t, True)], np.float32),
             'actions': chunk, 'action_mask': mask,
             'task': ep['instruction'] or None,
             'subtask': subtasks[sub] if sub >= 0 else None,
@@ -160,6 +173,8 @@ class VLADataset(EpisodeDataset):
             'language_memory': language_memory(done_texts),
             'episode': ep['name'], 'step': t,
         }
+        if not self.with_actions:
+            del sample['actions'], sample['action_mask']
         if self.with_images:
             sample['images'] = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
             if self.subgoal_prob > 0 and _rand() < self.subgoal_prob:

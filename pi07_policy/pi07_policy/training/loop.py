@@ -112,6 +112,7 @@ class TrainResult:
     checkpoint_dir: Path | None = None
     out_dir: Path | None = None
     seconds: float = 0.0
+    pretrain: TrainResult | None = None   # an earlier stage's result, where a trainer has one (VLA goal pretraining)
 
     def first(self, key: str = 'loss', n: int = 3) -> float:
         vals = [r[key] for r in self.history if key in r][:n]

@@ -29,7 +29,8 @@ class VisionConfig:
     # conv only: language conditioning of the feature maps (FiLM, as RT-1 / BC-Z) and spatial-softmax keypoints
     film: bool = False     # scale/shift every stage's features from a prompt embedding
     film_source: str = 'prompt'  # 'prompt': every prompt token; 'subtask': the subtask's (else the task's)
-    keypoints: int = 0     # K expected (x, y) positions of K feature maps (stride 8), one extra token per image
+    keypoints: int = 0     # K expected (x, y) positions of K feature maps, one extra token per image
+    keypoint_stride: int = 8  # px of input per keypoint-map cell (finer maps localise small objects better)
 
     def to_transformers(self):
         from transformers import SiglipVisionConfig
@@ -88,7 +89,7 @@ class ConvEncoder(nn.Module):
 
     Stride-2 stages, one per factor of 2 in patch_size, widths doubling up to `hidden_size`; coordinate channels
     at the input (CoordConv) and a learned 2-D position table on the output grid. With `keypoints`, K feature
-    maps at stride 8 are turned into their softmax-expected (x, y) image positions (the spatial softmax of
+    maps (at `keypoint_stride`) are turned into their softmax-expected (x, y) image positions (the spatial softmax of
     deep visuomotor policies), projected into one more token: precise positions without a fine token grid."""
 
     def __init__(self, config: VisionConfig, film_dim: int = 0):
@@ -103,7 +104,10 @@ class ConvEncoder(nn.Module):
         self.out = nn.Conv2d(widths[-1], config.hidden_size, 1)
         side = config.image_size // config.patch_size
         self.position = nn.Parameter(torch.randn(1, config.hidden_size, side, side) * 0.02)
-        self.keypoint_stage = min(2, stages - 1)                      # stride 8 (or the last stage if coarser)
+        kp_stage = int(math.log2(config.keypoint_stride)) - 1
+        if 2 ** (kp_stage + 1) != config.keypoint_stride or kp_stage < 0:
+            raise ValueError(f'conv vision encoder: keypoint_stride must be a power of 2, got {config.keypoint_stride}')
+        self.keypoint_stage = min(kp_stage, stages - 1)               # that stride, or the last stage if coarser
         if config.keypoints:
             self.keypoint_maps = nn.Conv2d(widths[self.keypoint_stage], config.keypoints, 1)
             self.keypoint_proj = nn.Linear(2 * config.keypoints, config.hidden_size)

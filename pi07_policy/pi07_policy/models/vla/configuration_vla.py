@@ -84,6 +84,11 @@ class VLAConfig:
     # Training: noise/time draws per sample, all reading the same prefix. The backbone dominates a step's cost,
     # so k draws cost little more than one and average out much of the flow loss's variance.
     flow_samples: int = 1
+    # Auxiliary goal-state loss: a head on the backbone's state token predicts the (normalised) joint state at
+    # the end of the current subtask, i.e. where the demonstrator grasped or released. Action chunks only say
+    # "move this way" for the next second; this target says where the named object is, at every step of the
+    # approach, which is what a model trained from scratch struggles to learn (docs/models.md). 0: no head.
+    goal_loss_weight: float = 0.0
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property

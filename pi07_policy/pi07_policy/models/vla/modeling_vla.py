@@ -106,6 +106,7 @@ class PrefixCache:
     mask: torch.Tensor              # (B, Lp) bool
     next_position: torch.Tensor     # (B,) number of valid prefix tokens
     suffix: dict | None = None      # rotary tables and attention mask of the suffix, made once per chunk
+    state_hidden: torch.Tensor | None = None  # (B, D) backbone output at the state token (goal head's input)
 
     def detached(self) -> PrefixCache:
         return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
@@ -138,6 +139,13 @@ class VLAModel(nn.Module):
         self.expert_layers = nn.ModuleList(ExpertLayer(config) for _ in range(config.decoder.num_layers))
         self.expert_norm = AdaRMSNorm(e, e)
         self.action_out_proj = nn.Linear(e, config.action_dim)
+        # --- auxiliary goal-state head (training signal only)
+        if config.goal_loss_weight > 0:
+            self.goal_head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, config.state_dim))
+            # the same target from the image encoder alone (one summary token per camera slot + the state): a
+            # short path that teaches the encoder where the named object is (`vision_goal_loss`)
+            self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + config.state_dim, 2 * d),
+                                                  nn.SiLU(), nn.Linear(2 * d, config.state_dim))
         self._init_weights()
 
     def _init_weights(self):
@@ -194,18 +202,26 @@ class VLAModel(nn.Module):
         weights = valid.to(text.dtype)[..., None]
         return (text * weights).sum(1) / weights.sum(1).clamp(min=1)
 
-    def embed_prefix(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed_text(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """-> text embeddings (B, L, D) and the FiLM condition (B, D), each None when absent."""
+        if 'text_ids' not in batch:
+            return None, None
+        text = self.embed_tokens(batch['text_ids']) * self.config.decoder.hidden_size ** 0.5     # Gemma scaling
+        # FiLM input: mean of the prompt's token embeddings (dropped ones out)
+        return text, self._film_condition(text, batch) if self.vision.conditioned else None
+
+    def embed_prefix(self, batch: dict[str, torch.Tensor],
+                     image_tokens_out: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt as embeddings (B, Lp, D) and a validity mask (B, Lp). Components absent from the batch
-        (missing keys) contribute no tokens at all."""
+        (missing keys) contribute no tokens at all. The current images' tokens (B, N * P, D) are appended to
+        `image_tokens_out` if given (the vision goal head reads them)."""
         parts, masks = [], []
-        text = cond = None
-        if 'text_ids' in batch:
-            text = self.embed_tokens(batch['text_ids']) * self.config.decoder.hidden_size ** 0.5  # Gemma scaling
-            if self.vision.conditioned:   # FiLM input: mean of the prompt's token embeddings (dropped ones out)
-                cond = self._film_condition(text, batch)                                      # (B, D)
+        text, cond = self._embed_text(batch)
         if 'images' in batch:
             parts.append(self._encode_images(batch['images'], batch['image_mask'], 0, cond))
             masks.append(batch['image_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
+            if image_tokens_out is not None:
+                image_tokens_out.append(parts[-1])
         if 'subgoal_images' in batch:
             parts.append(self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], 1, cond))
             masks.append(batch['subgoal_mask'].repeat_interleave(self.config.vision.tokens_per_image, dim=1))
@@ -219,6 +235,29 @@ class VLAModel(nn.Module):
         parts.append(state)
         masks.append(torch.ones_like(batch['state'][:, :1], dtype=torch.bool))
         return pack_tokens(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
+
+    def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from one summary token per camera (the
+        keypoint token if the encoder has one, else the mean of the grid) and the state."""
+        b, n = batch['image_mask'].shape
+        per_camera = image_tokens.view(b, n, self.config.vision.tokens_per_image, -1)
+        has_keypoints = self.config.vision.kind == 'conv' and self.config.vision.keypoints
+        summary = per_camera[:, :, -1] if has_keypoints else per_camera.mean(2)              # (B, N, D)
+        summary = summary * batch['image_mask'][..., None].to(summary.dtype)
+        summary = F.pad(summary, (0, 0, 0, self.config.max_cameras - n))                   # (B, max_cameras, D)
+        return self.vision_goal_head(torch.cat([summary.flatten(1), batch['state']], dim=1))
+
+    def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = batch['goal_mask'].to(pred.dtype)                                            # (B, Ds) robot's dims
+        return ((pred - batch['goal_state']) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+
+    def vision_goal_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Goal-state regression through the image encoder only (no backbone, no expert): steps ~8x cheaper
+        than the VLA's, used to pretrain the encoder on where the subtask's object is before VLA training."""
+        _, cond = self._embed_text(batch)
+        tokens = self._encode_images(batch['images'], batch['image_mask'], 0, cond)
+        loss = self._goal_error(self.vision_goal(tokens, batch), batch)
+        return {'vision_goal_loss': loss, 'loss': loss}
 
     def run_backbone(self, prefix: torch.Tensor, prefix_mask: torch.Tensor, fast_ids: torch.Tensor | None = None,
                      fast_mask: torch.Tensor | None = None):
@@ -242,6 +281,8 @@ class VLAModel(nn.Module):
             keys.append(k[:, :, :lp])
             values.append(v[:, :, :lp])
         cache = PrefixCache(keys, values, prefix_mask, prefix_mask.long().sum(1))
+        if hasattr(self, 'goal_head'):   # packed prefix: the state token is each row's last valid one
+            cache.state_hidden = self.norm(x[torch.arange(b, device=x.device), cache.next_position - 1])
         fast_hidden = self.norm(x[:, lp:]) if fast_ids is not None else None          # (B, F, D)
         return cache, fast_hidden
 
@@ -300,13 +341,17 @@ class VLAModel(nn.Module):
         return (beta.sample((b,)) * 0.999 + 0.001).to(device)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Training losses: flow matching (expert) + FAST cross-entropy (backbone) when batch has 'fast_ids'."""
+        """Training losses: flow matching (expert) + FAST cross-entropy (backbone) when batch has 'fast_ids'
+        + the goal-state regressions (backbone and image-encoder heads) when the model has goal heads and the
+        batch a 'goal_state'."""
         cfg = self.config
         if self.training:
             batch = self.drop_prompt_components(batch)
         actions = batch['actions']                                                  # (B, H, A) normalised
         b = actions.shape[0]
-        prefix, prefix_mask = self.embed_prefix(batch)
+        goal_heads = hasattr(self, 'goal_head') and 'goal_state' in batch
+        image_tokens: list[torch.Tensor] = []
+        prefix, prefix_mask = self.embed_prefix(batch, image_tokens if goal_heads else None)
         use_fast = 'fast_ids' in batch and cfg.fast_loss_weight > 0
         fast_in = fast_mask = None
         if use_fast:
@@ -317,6 +362,7 @@ class VLAModel(nn.Module):
             fast_in = torch.cat([bos, shifted], dim=1)
             fast_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), targets[:, :-1] >= 0], dim=1)
         cache, fast_hidden = self.run_backbone(prefix, prefix_mask, fast_in, fast_mask)
+        state_hidden = cache.state_hidden                                           # (B, D) or None
         if cfg.knowledge_insulation:
             cache = cache.detached()                                                # no flow gradient to backbone
 
@@ -345,6 +391,14 @@ class VLAModel(nn.Module):
             ce = F.cross_entropy(logits.flatten(0, 1).float(), batch['fast_ids'].flatten(), ignore_index=-100)
             losses['fast_loss'] = ce
             loss = loss + cfg.fast_loss_weight * ce
+        if goal_heads and state_hidden is not None:
+            goal = self._goal_error(self.goal_head(state_hidden), batch)
+            losses['goal_loss'] = goal
+            loss = loss + cfg.goal_loss_weight * goal
+            if image_tokens:
+                vision_goal = self._goal_error(self.vision_goal(image_tokens[0], batch), batch)
+                losses['vision_goal_loss'] = vision_goal
+                loss = loss + cfg.goal_loss_weight * vision_goal
         losses['loss'] = loss
         return losses
 

@@ -270,6 +270,10 @@ class VLAProcessor:
                 batch['text_segments'][i, : len(ids)] = segs
                 batch['text_mask'][i, : len(ids)] = True
         batch['state'] = torch.stack([self.state_to_model(smp['state']) for smp in samples])
+        if samples and all(smp.get('goal_state') is not None for smp in samples):   # normalised like the state
+            batch['goal_state'] = torch.stack([self.state_to_model(smp['goal_state']) for smp in samples])
+            batch['goal_mask'] = torch.zeros_like(batch['goal_state'], dtype=torch.bool)
+            batch['goal_mask'][:, : self.robot.state_dim] = True
         if all('actions' in smp for smp in samples):
             self._add_action_targets(batch, samples)
         return batch

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from torch import nn
 from torch.utils.data import Dataset
 
 from ...checkpoint import load_checkpoint, save_checkpoint
@@ -27,8 +28,13 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
               robot: RobotSpec | None = None, processor: VLAProcessor | None = None,
               train_config: TrainConfig | None = None, corpus: Iterable[str] = (), fit_samples: int = 2000,
               resume_from: str | Path | None = None, profile: str | Path | None = None,
-              init_weights: dict | None = None, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
-    """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random."""
+              init_weights: dict | None = None, goal_pretrain_dataset: Dataset | None = None,
+              goal_pretrain_steps: int = 0, goal_pretrain_config: TrainConfig | None = None,
+              **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+    """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random.
+    `goal_pretrain_*`: first train the image encoder alone on the goal-state target (`VLAModel.vision_goal_loss`,
+    config.goal_loss_weight > 0) for that many steps on that dataset; skipped when resuming. `result.pretrain`
+    holds that stage's TrainResult."""
     if processor is None:
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
@@ -47,6 +53,26 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
         save_checkpoint(directory, m, m.config, extra_files=processor.to_files(), norm_stats=processor.norm_stats,
                         embodiment=processor.robot.embodiment, profile=profile)
 
+    pretrain = None
+    if goal_pretrain_steps > 0 and goal_pretrain_dataset is not None and resume_from is None:
+        if not hasattr(model, 'vision_goal_head'):
+            raise ValueError('goal pretraining needs a model with goal heads (config.goal_loss_weight > 0)')
+        pre_cfg = replace(goal_pretrain_config or cfg, steps=goal_pretrain_steps)
+        # out_dir None: nothing to save, the encoder's weights go on into the VLA training below
+        pretrain = train(VisionGoalObjective(model), goal_pretrain_dataset, pre_cfg, None,
+                         collate_fn=processor.collate, title='vision goal pretraining')
     result = train(model, dataset, cfg, out_dir, collate_fn=processor.collate, resume_from=resume_from,
                    save_model=save_model, title='vla')
+    result.pretrain = pretrain
     return VLAPolicy(model, processor), result
+
+
+class VisionGoalObjective(nn.Module):
+    """The VLA seen through its image-encoder goal loss only (parameters shared; the rest gets no gradient)."""
+
+    def __init__(self, model: VLAModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch):
+        return self.model.vision_goal_loss(batch)
