@@ -21,12 +21,15 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   VLA_STEPS        VLA training steps
 #   EXPERT_EPISODES  clean expert demonstrations of ordered_place (seeds 0..N-1)
 #   FLOW_SAMPLES     noise/time draws of the flow loss per backbone pass
+#   GOAL_PRETRAIN_STEPS  steps of image-encoder pretraining on the goal state (where each subtask ends) before
+#                    the VLA's own steps (0: none)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
-declare -A DEFAULT_VLA_STEPS=([arm7]=1000 [gantry]=1500)
-declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=80)
-declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=1)
+declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
+declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
+declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
+declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
@@ -48,6 +51,7 @@ for E in $EMBODIMENTS; do
   STEPS=$(setting VLA_STEPS "$E" "${DEFAULT_VLA_STEPS[$E]:-1500}")
   EXPERT_EPISODES=$(setting EXPERT_EPISODES "$E" "${DEFAULT_EXPERT_EPISODES[$E]:-80}")
   FLOW_SAMPLES=$(setting FLOW_SAMPLES "$E" "${DEFAULT_FLOW_SAMPLES[$E]:-1}")
+  GOAL_PRETRAIN_STEPS=$(setting GOAL_PRETRAIN_STEPS "$E" "${DEFAULT_GOAL_PRETRAIN_STEPS[$E]:-1500}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   CKPT=pi07_bringup/checkpoints/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
@@ -83,11 +87,12 @@ for E in $EMBODIMENTS; do
   if want vla; then
     VLA_ARGS=(--profile "$P" --config tiny_conv --image-size 64 --horizon 10 --batch-size 32 --subgoal-prob 0.1
               --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 --threads 2 --no-ki
-              --flow-samples "$FLOW_SAMPLES" --seed "$SEED")
+              --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
+              --film-source subtask)
     FINAL=$CKPT/vla
     [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
-        --export "$FINAL" --steps "$STEPS" --lr 5e-4
+        --export "$FINAL" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
       python -m pi07_policy.data.dagger --checkpoint "$FINAL" --embodiment "$E" -o "$BAGS/$E/takeover" \
           --episodes "$DAGGER_EPISODES" --seed 20000
