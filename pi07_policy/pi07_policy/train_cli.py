@@ -101,7 +101,8 @@ def vla_config(args, profile: ProfileSpec):
         vision = replace(vision, keypoint_stride=args.keypoint_stride)
     if args.film_source:
         vision = replace(vision, film_source=args.film_source)
-    return replace(cfg, vision=vision, action_horizon=args.horizon, goal_loss_weight=args.goal_weight, state_dim=profile.state_dim,
+    return replace(cfg, vision=vision, action_horizon=args.horizon, goal_loss_weight=args.goal_weight,
+                   state_dim=profile.state_dim,
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
                    flow_samples=args.flow_samples)

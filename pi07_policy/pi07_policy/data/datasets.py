@@ -122,7 +122,8 @@ class VLADataset(EpisodeDataset):
             keep = set()
             for k in range(len(self.episodes)):
                 for _, start, stop in self.segments(k):
-                    keep.update((k, t) for t in range(start, start + max(1, int((stop - start) * segment_start_fraction))))
+                    first = max(1, int((stop - start) * segment_start_fraction))
+                    keep.update((k, t) for t in range(start, start + first))
             self.items = [item for item in self.items if item in keep]
         self.horizon = horizon
         self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
