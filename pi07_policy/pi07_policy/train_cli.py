@@ -164,7 +164,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                      save_every=args.save_every, log_every=args.log_every)
     pretrain = {}
     if args.goal_pretrain_steps > 0 and resume is None:
-        if args.goal_weight <= 0 and not config.goal_loss_weight > 0:
+        if not config.goal_loss_weight > 0:
             raise SystemExit('--goal-pretrain-steps needs --goal-weight > 0 (the goal heads)')
         pretrain = {'goal_pretrain_dataset': VLADataset(
                         args.dataset, 'train', horizon=args.horizon, image_shift=args.image_shift, include=args.include,

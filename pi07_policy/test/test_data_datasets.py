@@ -63,6 +63,8 @@ def test_segment_starts_without_actions(dataset_dir):
         assert t < start + max(1, int((stop - start) * 0.25))
     s = starts[0]
     assert 'actions' not in s and 'action_mask' not in s and s['goal_state'].shape == s['state'].shape
+    with pytest.raises(ValueError, match='segment_start_fraction'):
+        VLADataset(dataset_dir, 'train', segment_start_fraction=1.5)
 
 
 def test_subgoal_and_memory_frames(dataset_dir):

@@ -119,12 +119,16 @@ class VLADataset(EpisodeDataset):
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
         if segment_start_fraction is not None:
+            if not 0 < segment_start_fraction <= 1:
+                raise ValueError(f'segment_start_fraction must be in (0, 1], got {segment_start_fraction}')
             keep = set()
             for k in range(len(self.episodes)):
                 for _, start, stop in self.segments(k):
                     first = max(1, int((stop - start) * segment_start_fraction))
                     keep.update((k, t) for t in range(start, start + first))
             self.items = [item for item in self.items if item in keep]
+            if not self.items:
+                raise ValueError(f'{root}: no steps inside a subtask segment (no `subtask` topic recorded?)')
         self.horizon = horizon
         self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
         rate = float(self.index['control_rate_hz'])
