@@ -138,7 +138,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     from .training import TrainConfig, dist_info
 
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
-                         memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include)
+                         memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
+                         idle_tolerance=args.idle_tolerance)
     check_dataset(dataset, profile)
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
@@ -359,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
+    p.add_argument('--idle-tolerance', type=float, default=0.0,
+                   help='leave out the steps inside pauses (state and command change less than this per step, '
+                        'robot units; 0: keep every step): a policy trained on them can stall in the pause')
     p.add_argument('--goal-pretrain-fraction', type=float, default=0.3,
                    help='goal pretraining samples: the first fraction of each subtask segment')
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)

@@ -9,7 +9,7 @@ from policy_data_fixtures import INSTRUCTION, PLAN, expected_action, write_bag, 
 from torch.utils.data import DataLoader
 
 from pi07_policy.data.convert import convert
-from pi07_policy.data.datasets import HighLevelDataset, VLADataset, WorldModelDataset
+from pi07_policy.data.datasets import HighLevelDataset, VLADataset, WorldModelDataset, idle_steps
 from pi07_policy.data.profile_spec import load_profile_spec
 
 STEPS = 30
@@ -65,6 +65,29 @@ def test_segment_starts_without_actions(dataset_dir):
     assert 'actions' not in s and 'action_mask' not in s and s['goal_state'].shape == s['state'].shape
     with pytest.raises(ValueError, match='segment_start_fraction'):
         VLADataset(dataset_dir, 'train', segment_start_fraction=1.5)
+
+
+def test_idle_steps_are_the_inside_of_a_pause():
+    """A gripper closes (step 3), the robot waits with the same command (4-6), then lifts (7): the waiting steps
+    are idle, the close and the lift are not, and moving at constant speed is not a pause."""
+    z = [0.30, 0.20, 0.10, 0.05, 0.05, 0.05, 0.05, 0.05, 0.15, 0.25]
+    grip = [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    states = np.array([[zi, g] for zi, g in zip(z, grip)], np.float32)
+    commands = np.array([[0.2, 0], [0.1, 0], [0.05, 0], [0.05, 1], [0.05, 1], [0.05, 1], [0.05, 1], [0.15, 1],
+                         [0.25, 1], [0.35, 1]], np.float32)
+    assert list(np.flatnonzero(idle_steps(states, commands, 1e-3))) == [4, 5, 6]
+    assert not idle_steps(np.arange(10, dtype=np.float32)[:, None] * 0.01,
+                          np.arange(1, 11, dtype=np.float32)[:, None] * 0.01, 1e-3).any()
+
+
+def test_dataset_leaves_out_idle_steps(dataset_dir):
+    full = VLADataset(dataset_dir, 'train', horizon=8)
+    k = 0
+    arr = full.arrays(k)
+    idle = idle_steps(arr.state, arr.actions, 1.0)     # a coarse tolerance makes the fixture's slow motion idle
+    assert idle.any() and not idle.all()
+    kept = VLADataset(dataset_dir, 'train', horizon=8, idle_tolerance=1.0)
+    assert {t for kk, t in kept.items if kk == k} == {t for t in range(len(arr)) if not idle[t]}
 
 
 def test_subgoal_and_memory_frames(dataset_dir):

@@ -106,18 +106,44 @@ class EpisodeDataset(Dataset):
         return sorted(out)
 
 
+def idle_steps(states, actions, tolerance: float) -> np.ndarray:
+    """(T,) bool: the steps inside a pause, where the command did not change (|a[t] - a[t-1]| < tolerance) and
+    the robot will not move over the next step (|s[t+1] - s[t]| < tolerance), e.g. while a closed gripper settles
+    before the lift. Every such step shows the same observation, but its chunk starts the next motion a different
+    number of steps later; trained on all of them, a policy that re-plans every step or two keeps predicting
+    "wait a little" and never leaves the pause (the no-op filtering of OpenVLA's data has the same reason). The
+    step that ends the pause (the first new command) is not idle, so it stays."""
+    s = np.asarray(states, np.float32)
+    a = np.asarray(actions, np.float32)
+    idle = np.zeros(len(s), bool)
+    if len(s) > 1:
+        still_next = np.abs(np.diff(s, axis=0)).max(1) < tolerance         # s[t+1] ~ s[t], t = 0..T-2
+        same_command = np.abs(np.diff(a, axis=0)).max(1) < tolerance       # a[t] ~ a[t-1], t = 1..T-1
+        idle[1:-1] = still_next[1:] & same_command[:-1]
+    return idle
+
+
 class VLADataset(EpisodeDataset):
     def __init__(self, root: str | Path, split: str | None = 'train', horizon: int = 10, *,
                  subgoal_prob: float = 0.0, subgoal_end_prob: float = 0.5, subgoal_ahead_s: float = 3.0,
                  memory_prob: float = 0.0, memory_frames: int = 6, memory_stride_s: float = 1.0,
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
-                 segment_start_fraction: float | None = None):
+                 segment_start_fraction: float | None = None, idle_tolerance: float = 0.0):
         """`segment_start_fraction`: only the steps in the first fraction of each subtask segment (where the
         object to go to is farthest; the image encoder's goal pretraining uses them). `with_actions=False`:
-        samples without the action chunk (nothing to tokenise when only the goal is trained)."""
+        samples without the action chunk (nothing to tokenise when only the goal is trained).
+        `idle_tolerance` > 0: leave out the steps at which the robot pauses (`idle_steps`), so that a pause looks
+        like its last step and the policy learns to go on from it (see `idle_steps`)."""
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
+        if idle_tolerance > 0:
+            idle = {(k, int(t)) for k in range(len(self.episodes))
+                    for t in np.flatnonzero(idle_steps(self.arrays(k).state, self.arrays(k).actions, idle_tolerance))}
+            self.items = [item for item in self.items if item not in idle]
+            if not self.items:
+                raise ValueError(f'{root}: every step is idle at idle_tolerance={idle_tolerance} (is the joint '
+                                 'state recorded?)')
         if segment_start_fraction is not None:
             if not 0 < segment_start_fraction <= 1:
                 raise ValueError(f'segment_start_fraction must be in (0, 1], got {segment_start_fraction}')

@@ -169,13 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--image-size', type=int, default=96)
     parser.add_argument('--observation-delay-steps', type=int, default=0,
                         help='the policy sees observations this many control steps old (real-time latency)')
+    parser.add_argument('--noise-scale', type=float, default=1.0,
+                        help='scale of the initial flow noise (0: deterministic chunks)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from pi07_sim.env import TabletopEnv
 
     from ..models.vla.policy import VLAPolicy
-    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment)
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment,
+                                       noise_scale=args.noise_scale)
     hl = None
     if args.high_level:
         from ..models.high_level import HighLevelPolicy

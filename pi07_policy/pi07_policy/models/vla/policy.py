@@ -28,13 +28,14 @@ from .sampling import sample_plain, sample_rtc
 
 class VLAPolicy:
     def __init__(self, model: VLAModel, processor: VLAProcessor, num_steps: int | None = None,
-                 max_guidance: float = 5.0, seed: int | None = 0):
+                 max_guidance: float = 5.0, seed: int | None = 0, noise_scale: float = 1.0):
         self.model = model.eval()
         self.processor = processor
         self.config: VLAConfig = model.config
         self.num_steps = num_steps or self.config.num_flow_steps
         self.max_guidance = max_guidance
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.noise_scale = float(noise_scale)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, directory: str | Path, profile: str | Path | None = None) -> Path:
@@ -54,7 +55,7 @@ class VLAPolicy:
     # ------------------------------------------------------------------------------------------ inference
     def _noise(self) -> torch.Tensor:
         shape = (1, self.config.action_horizon, self.config.action_dim)
-        return torch.randn(shape, generator=self.generator)
+        return torch.randn(shape, generator=self.generator) * self.noise_scale
 
     def infer(self, obs: Mapping[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
