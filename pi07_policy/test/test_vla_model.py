@@ -221,6 +221,15 @@ def test_save_load_identical_outputs_and_errors(trained, tmp_path):
         VLAPolicy.from_checkpoint(copy)
 
 
+def test_noise_scale_zero_gives_deterministic_chunks(trained):
+    policy, _, _ = trained
+    obs = observation(micro_data()[1])
+    still = VLAPolicy(policy.model, policy.processor, seed=None, noise_scale=0.0)
+    assert np.array_equal(still.infer(obs)['actions'], still.infer(obs)['actions'])
+    noisy = VLAPolicy(policy.model, policy.processor, seed=None)
+    assert not np.array_equal(noisy.infer(obs)['actions'], noisy.infer(obs)['actions'])
+
+
 def test_goal_head_learns_where_the_subtask_ends():
     """goal_loss_weight > 0: a head on the state token regresses the goal state; the loss drops with training and
     reaches the backbone. Without the weight there is no head (older checkpoints keep loading) and no goal loss."""
