@@ -221,7 +221,7 @@ def run_high_level(args, profile: ProfileSpec) -> dict:
     from .training import TrainConfig, dist_info
 
     dataset = HighLevelDataset(args.dataset, 'train', step_stride=args.step_stride, image_shift=args.image_shift,
-                               include=args.include)
+                               include=args.include, history_lag_prob=args.history_lag_prob)
     check_dataset(dataset, profile)
     cfg = PRESETS[args.config]()
     if args.image_size:
@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('high_level', help='the high-level subtask / language-memory decoder')
     common(p, 800, 16, 5e-4, 'tiny', ['micro', 'tiny', 'small'])
     p.add_argument('--step-stride', type=int, default=3, help='use every n-th step of each episode')
+    p.add_argument('--history-lag-prob', type=float, default=0.5,
+                   help='fraction of samples whose history lacks the last finished subtask (the images must show '
+                        'it done, as in closed loop when a subtask has just ended)')
     p = sub.add_parser('world_model', help='the subgoal-image world model (VAE, then latent flow)')
     common(p, 1500, 16, 1e-3, 'tiny', ['micro', 'tiny'])
     p.add_argument('--vae-steps', type=int, default=600)

@@ -117,6 +117,12 @@ def test_high_level_samples(dataset_dir):
     late = [s for s in subtask if s['next_subtask'] == PLAN[1]]
     assert late and all(s['subtask_history'] == [PLAN[0]] and s['memory'] == f'Done: {PLAN[0]}.' for s in late)
     assert all(d['subtask_history'] == PLAN for d in done)
+    # with the history lagging, a finished subtask can be missing from it; the target stays the same
+    lagged = HighLevelDataset(dataset_dir, 'train', step_stride=1, memory_repeat=1, history_lag_prob=1.0)
+    lagged_late = [s for s in (lagged[i] for i in range(len(lagged))) if s.get('next_subtask') == PLAN[1]]
+    assert len(lagged_late) == len(late) and all(s['subtask_history'] == [] and s['memory'] == '' for s in lagged_late)
+    lagged_done = [s for s in (lagged[i] for i in range(len(lagged))) if s.get('task_done')]
+    assert all(d['subtask_history'] == PLAN[:-1] for d in lagged_done)
 
 
 def test_loading_with_workers_matches_in_process(dataset_dir):

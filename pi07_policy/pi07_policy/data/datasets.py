@@ -237,12 +237,20 @@ class HighLevelDataset(EpisodeDataset):
       so far -> the active subtask, or <done> once every subtask of the episode is complete (task_status)
     - memory mode, at each subtask boundary (repeated `memory_repeat` times, they are rare): the old summary +
       the finished subtask -> the new summary
+
+    `history_lag_prob`: in closed loop the history only grows when the decoder itself moves on, so at the moment a
+    subtask is finished its history does not list it yet: the images alone must show that it is done. With this
+    probability a subtask-mode sample past the first segment gets the history (and memory) of one subtask
+    earlier, with the same target; without such samples the history always tells the answer, the decoder learns
+    to read the text alone and never leaves the first subtask.
     """
 
     def __init__(self, root: str | Path, split: str | None = 'train', step_stride: int = 3, memory_repeat: int = 3,
-                 image_shift: int = 0, episodes: list[str] | None = None, include: list[str] | None = None):
+                 image_shift: int = 0, episodes: list[str] | None = None, include: list[str] | None = None,
+                 history_lag_prob: float = 0.0):
         super().__init__(root, split, episodes, step_stride, include)
         self.image_shift = image_shift
+        self.history_lag_prob = history_lag_prob
         items = []
         for k, t in self.items:
             sub = int(self.arrays(k).subtask_index[t])
@@ -274,13 +282,15 @@ class HighLevelDataset(EpisodeDataset):
                     'completed_subtask': subtasks[segs[j][0]],
                     'updated_memory': language_memory([*before, subtasks[segs[j][0]]])}
         sub = int(arr.subtask_index[t])
-        done = [subtasks[s] for s, _, stop in segs if stop <= t and s != sub]
+        task_done = self._task_done(k, t)
+        done = [subtasks[s] for s, _, _ in segs] if task_done else \
+            [subtasks[s] for s, _, stop in segs if stop <= t and s != sub]
+        if done and self.history_lag_prob > 0 and _rand() < self.history_lag_prob:
+            done = done[:-1]    # the last finished subtask not recorded yet: the images must show it is done
         sample = {'images': images, 'task': ep['instruction'], 'memory': language_memory(done), 'metadata': meta,
                   'subtask_history': done}
-        if self._task_done(k, t):
+        if task_done:
             sample['task_done'] = True
-            sample['subtask_history'] = [subtasks[s] for s, _, _ in segs]
-            sample['memory'] = language_memory(sample['subtask_history'])
         else:
             sample['next_subtask'] = subtasks[sub]
         return sample
