@@ -33,7 +33,7 @@ declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
-HL_STEPS=${HL_STEPS:-1500}
+HL_STEPS=${HL_STEPS:-4000}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
 BAGS=${BAGS:-data/bags}
@@ -82,13 +82,15 @@ for E in $EMBODIMENTS; do
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
   #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: Knowledge Insulation protects a
   #    pretrained VLM backbone; from scratch it slows learning, docs/data.md).
+  #    The steps inside pauses (the closed gripper settling before the lift) are left out (--idle-tolerance 2e-3):
+  #    trained on them, a policy that re-plans every step or two, as the real-time stack does, stalls there.
   #    With DAGGER_EPISODES > 0, one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
   #    over and finishes (only its part is recorded), and the policy is fine-tuned on the grown dataset.
   if want vla; then
     VLA_ARGS=(--profile "$P" --config tiny_conv --image-size 64 --horizon 10 --batch-size 32 --subgoal-prob 0.1
               --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 --threads 2 --no-ki
               --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
-              --film-source subtask)
+              --film-source subtask --idle-tolerance 2e-3)
     FINAL=$CKPT/vla
     [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
@@ -103,7 +105,9 @@ for E in $EMBODIMENTS; do
           --lr "$DAGGER_LR" --flow-samples 4
     fi
   fi
-  # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode
+  # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
+  #    samples lack the last finished subtask in their history (--history-lag-prob 0.5, the default), so the images
+  #    must show when a subtask is done
   if want high_level; then
     $NICE python -m pi07_policy.train_cli high_level --dataset "$DATASETS/$E" --profile "$P" \
         --out "$RUNS/$E/high_level" --export "$CKPT/high_level" --config micro --steps "$HL_STEPS" --batch-size 16 \
