@@ -88,6 +88,8 @@ def test_dataset_leaves_out_idle_steps(dataset_dir):
     assert idle.any() and not idle.all()
     kept = VLADataset(dataset_dir, 'train', horizon=8, idle_tolerance=1.0)
     assert {t for kk, t in kept.items if kk == k} == {t for t in range(len(arr)) if not idle[t]}
+    with pytest.raises(ValueError, match='idle_tolerance'):
+        VLADataset(dataset_dir, 'train', idle_tolerance=-1e-3)
 
 
 def test_subgoal_and_memory_frames(dataset_dir):
@@ -123,6 +125,8 @@ def test_high_level_samples(dataset_dir):
     assert len(lagged_late) == len(late) and all(s['subtask_history'] == [] and s['memory'] == '' for s in lagged_late)
     lagged_done = [s for s in (lagged[i] for i in range(len(lagged))) if s.get('task_done')]
     assert all(d['subtask_history'] == PLAN[:-1] for d in lagged_done)
+    with pytest.raises(ValueError, match='history_lag_prob'):
+        HighLevelDataset(dataset_dir, 'train', history_lag_prob=1.5)
 
 
 def test_loading_with_workers_matches_in_process(dataset_dir):

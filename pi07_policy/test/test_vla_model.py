@@ -228,6 +228,8 @@ def test_noise_scale_zero_gives_deterministic_chunks(trained):
     assert np.array_equal(still.infer(obs)['actions'], still.infer(obs)['actions'])
     noisy = VLAPolicy(policy.model, policy.processor, seed=None)
     assert not np.array_equal(noisy.infer(obs)['actions'], noisy.infer(obs)['actions'])
+    with pytest.raises(ValueError, match='noise_scale'):
+        VLAPolicy(policy.model, policy.processor, noise_scale=-1.0)
 
 
 def test_goal_head_learns_where_the_subtask_ends():

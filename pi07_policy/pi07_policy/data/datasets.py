@@ -137,13 +137,12 @@ class VLADataset(EpisodeDataset):
         like its last step and the policy learns to go on from it (see `idle_steps`)."""
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
-        if idle_tolerance > 0:
+        if idle_tolerance < 0:
+            raise ValueError(f'idle_tolerance must be >= 0 (0: keep every step), got {idle_tolerance}')
+        if idle_tolerance > 0:   # an episode's first and last steps are never idle, so no episode is emptied
             idle = {(k, int(t)) for k in range(len(self.episodes))
                     for t in np.flatnonzero(idle_steps(self.arrays(k).state, self.arrays(k).actions, idle_tolerance))}
             self.items = [item for item in self.items if item not in idle]
-            if not self.items:
-                raise ValueError(f'{root}: every step is idle at idle_tolerance={idle_tolerance} (is the joint '
-                                 'state recorded?)')
         if segment_start_fraction is not None:
             if not 0 < segment_start_fraction <= 1:
                 raise ValueError(f'segment_start_fraction must be in (0, 1], got {segment_start_fraction}')
@@ -248,6 +247,8 @@ class HighLevelDataset(EpisodeDataset):
     def __init__(self, root: str | Path, split: str | None = 'train', step_stride: int = 3, memory_repeat: int = 3,
                  image_shift: int = 0, episodes: list[str] | None = None, include: list[str] | None = None,
                  history_lag_prob: float = 0.0):
+        if not 0 <= history_lag_prob <= 1:
+            raise ValueError(f'history_lag_prob must be in [0, 1], got {history_lag_prob}')
         super().__init__(root, split, episodes, step_stride, include)
         self.image_shift = image_shift
         self.history_lag_prob = history_lag_prob

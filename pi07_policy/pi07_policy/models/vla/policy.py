@@ -35,6 +35,8 @@ class VLAPolicy:
         self.num_steps = num_steps or self.config.num_flow_steps
         self.max_guidance = max_guidance
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if not noise_scale >= 0:
+            raise ValueError(f'noise_scale must be >= 0 (0: deterministic chunks), got {noise_scale}')
         self.noise_scale = float(noise_scale)
 
     # ------------------------------------------------------------------------------------------ checkpoints
