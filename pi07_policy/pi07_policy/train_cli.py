@@ -105,7 +105,7 @@ def vla_config(args, profile: ProfileSpec):
                    state_dim=profile.state_dim,
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
-                   flow_samples=args.flow_samples)
+                   flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='noise/time draws per sample, sharing one backbone pass (cheap variance reduction)')
     p.add_argument('--goal-weight', type=float, default=0.0,
                    help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
+    p.add_argument('--goal-conditioning', action='store_true',
+                   help='the expert also reads the goal heads\' predictions (needs --goal-weight)')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
     p.add_argument('--idle-tolerance', type=float, default=0.0,

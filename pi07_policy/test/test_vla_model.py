@@ -260,3 +260,38 @@ def test_goal_head_learns_where_the_subtask_ends():
     model.zero_grad()
     model.vision_goal_loss(batch)['loss'].backward()
     assert model.vision.projector.weight.grad.abs().sum() > 0 and model.layers[0].mlp.gate_proj.weight.grad is None
+
+
+def test_goal_conditioned_expert_reads_the_heads_predictions():
+    """goal_conditioning: the expert's velocity depends on the detached goal input (heads' predictions + state)
+    that encode_prefix attaches; the flow loss trains the expert's goal path but not the heads through it."""
+    with pytest.raises(ValueError, match='goal heads'):
+        micro(goal_conditioning=True)
+    torch.manual_seed(0)
+    samples = micro_data().samples
+    goal = [dict(s, goal_state=(s['state'] * -0.5 + i).astype(np.float32)) for i, s in enumerate(samples)]
+    model = VLAModel(micro(goal_loss_weight=1.0, goal_conditioning=True)).eval()
+    with torch.no_grad():   # adaRMS modulation starts at zero (condition ignored); give it a trained model's
+        for name, p in model.named_parameters():
+            if 'modulation' in name:
+                p.normal_(std=0.05)
+    proc = VLAProcessor.build(model.config, ROBOT, samples, fit_fast=False)
+    batch = proc.collate(goal)
+    with torch.no_grad():
+        cache = model.encode_prefix(batch)
+        assert cache.goal_input.shape == (len(samples), 3 * model.config.state_dim)
+        x_t, t = torch.randn(len(samples), model.config.action_horizon, model.config.action_dim), torch.full((4,), .5)
+        before = model.predict_velocity(cache, x_t, t)
+        cache.goal_input = cache.goal_input + 1.0
+        assert not torch.allclose(before, model.predict_velocity(cache, x_t, t))
+    model.train()
+    flow = model(batch)['flow_loss']
+    flow.backward()
+    assert model.goal_cond_mlp[0].weight.grad.abs().sum() > 0
+    assert model.goal_head[0].weight.grad is None and model.vision_goal_head[0].weight.grad is None
+    # the policy boundary samples chunks with the goal input attached (plain and RTC)
+    policy = VLAPolicy(model.eval(), proc)
+    out = policy.infer(observation(samples[0]))
+    assert out['actions'].shape == (model.config.action_horizon, ROBOT.action_dim)
+    rtc = policy.infer(dict(observation(samples[0]), prev_actions=out['actions'][2:], delay_steps=2, mode='rtc'))
+    assert np.allclose(rtc['actions'][:2], out['actions'][2:4])

@@ -89,6 +89,11 @@ class VLAConfig:
     # "move this way" for the next second; this target says where the named object is, at every step of the
     # approach, which is what a model trained from scratch struggles to learn (docs/models.md). 0: no head.
     goal_loss_weight: float = 0.0
+    # Goal-conditioned expert (needs the goal heads): both heads' goal predictions, detached, with the state
+    # condition the expert's adaRMS norms beside the flow time. The heads locate the named object far better than
+    # the chunks alone follow it (docs/data.md): this hands the expert the target to servo to, re-estimated from
+    # the current images at every chunk. False: the expert reads the prefix only (older checkpoints).
+    goal_conditioning: bool = False
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property
@@ -113,6 +118,8 @@ class VLAConfig:
         side = round(self.memory_tokens_per_frame ** 0.5)
         if side * side != self.memory_tokens_per_frame:
             raise ValueError('memory_tokens_per_frame must be a square (1, 4, 9, ...)')
+        if self.goal_conditioning and not self.goal_loss_weight > 0:
+            raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
 
 
 def tiny(**overrides) -> VLAConfig:

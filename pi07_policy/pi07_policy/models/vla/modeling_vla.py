@@ -15,6 +15,10 @@ denoising step of the expert reads (`encode_prefix` once, then `predict_velocity
 Knowledge Insulation: the expert reads the cached keys/values through `detach()`, so the flow-matching loss
 trains the expert only; the backbone learns from the FAST cross-entropy.
 
+Goal conditioning (config.goal_conditioning): two auxiliary heads predict the joint state where the current
+subtask ends (one on the backbone's state token, one on the image encoder's keypoint tokens); their detached
+predictions and the state join the flow time in the expert's adaRMS condition.
+
 Every prompt component may be absent: masks mark valid tokens, positions are the running count of valid
 tokens, and in training whole components are dropped at random (config.dropout).
 """
@@ -107,16 +111,19 @@ class PrefixCache:
     next_position: torch.Tensor     # (B,) number of valid prefix tokens
     suffix: dict | None = None      # rotary tables and attention mask of the suffix, made once per chunk
     state_hidden: torch.Tensor | None = None  # (B, D) backbone output at the state token (goal head's input)
+    goal_input: torch.Tensor | None = None    # (B, 3 Ds) goal predictions + state: the goal-conditioned expert's
 
     def detached(self) -> PrefixCache:
         return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
-                           self.next_position)
+                           self.next_position, goal_input=self.goal_input)
 
     def repeated(self, k: int) -> PrefixCache:
         """Each sample k times in a row (B -> k B), for several flow draws per prefix."""
+        goal = self.goal_input.repeat_interleave(k, dim=0) if self.goal_input is not None else None
         return PrefixCache([x.repeat_interleave(k, dim=0) for x in self.keys],
                            [x.repeat_interleave(k, dim=0) for x in self.values],
-                           self.mask.repeat_interleave(k, dim=0), self.next_position.repeat_interleave(k, dim=0))
+                           self.mask.repeat_interleave(k, dim=0), self.next_position.repeat_interleave(k, dim=0),
+                           goal_input=goal)
 
 
 class VLAModel(nn.Module):
@@ -146,6 +153,8 @@ class VLAModel(nn.Module):
             # short path that teaches the encoder where the named object is (`vision_goal_loss`)
             self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + config.state_dim, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
+        if config.goal_conditioning:   # [backbone goal, vision goal, state] -> adaRMS condition of the expert
+            self.goal_cond_mlp = nn.Sequential(nn.Linear(3 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
         self._init_weights()
 
     def _init_weights(self):
@@ -287,9 +296,23 @@ class VLAModel(nn.Module):
         return cache, fast_hidden
 
     def encode_prefix(self, batch: dict[str, torch.Tensor]) -> PrefixCache:
-        """Run once per chunk: the KV cache the denoising steps read."""
-        prefix, prefix_mask = self.embed_prefix(batch)
-        return self.run_backbone(prefix, prefix_mask)[0]
+        """Run once per chunk: the KV cache the denoising steps read (and the goal input, if conditioned)."""
+        image_tokens: list[torch.Tensor] = []
+        prefix, prefix_mask = self.embed_prefix(batch, image_tokens if self.config.goal_conditioning else None)
+        cache = self.run_backbone(prefix, prefix_mask)[0]
+        if self.config.goal_conditioning:
+            vision_goal = self.vision_goal(image_tokens[0], batch) if image_tokens else None
+            self.attach_goal(cache, batch, vision_goal)
+        return cache
+
+    def attach_goal(self, cache: PrefixCache, batch: dict[str, torch.Tensor],
+                    vision_goal: torch.Tensor | None) -> None:
+        """cache.goal_input = [backbone goal, vision goal (zeros without images), state] (B, 3 Ds), detached: the
+        expert reads the heads' estimates as given; only the goal losses train the heads."""
+        backbone_goal = self.goal_head(cache.state_hidden)
+        if vision_goal is None:
+            vision_goal = torch.zeros_like(backbone_goal)
+        cache.goal_input = torch.cat([backbone_goal, vision_goal, batch['state']], dim=1).detach()
 
     # ----------------------------------------------------------------------------------------------- expert
     def predict_velocity(self, cache: PrefixCache, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -297,6 +320,8 @@ class VLAModel(nn.Module):
         b, h, _ = x_t.shape
         x = self.action_in_proj(x_t)                                                # (B, H, E)
         cond = self.time_mlp(sinusoidal_embedding(t, self.config.expert.hidden_size).to(x.dtype))  # (B, E)
+        if cache.goal_input is not None:
+            cond = cond + self.goal_cond_mlp(cache.goal_input)                      # where the subtask ends
         if cache.suffix is None or cache.suffix['horizon'] != h:   # same for every denoising step of a chunk
             positions = cache.next_position[:, None] + torch.arange(h, device=x.device)[None]
             cos, sin = rotary_cos_sin(positions, self.config.decoder.head_dim, self.config.decoder.rope_theta)
@@ -351,7 +376,7 @@ class VLAModel(nn.Module):
         b = actions.shape[0]
         goal_heads = hasattr(self, 'goal_head') and 'goal_state' in batch
         image_tokens: list[torch.Tensor] = []
-        prefix, prefix_mask = self.embed_prefix(batch, image_tokens if goal_heads else None)
+        prefix, prefix_mask = self.embed_prefix(batch, image_tokens if goal_heads or cfg.goal_conditioning else None)
         use_fast = 'fast_ids' in batch and cfg.fast_loss_weight > 0
         fast_in = fast_mask = None
         if use_fast:
@@ -363,6 +388,9 @@ class VLAModel(nn.Module):
             fast_mask = torch.cat([torch.ones_like(bos, dtype=torch.bool), targets[:, :-1] >= 0], dim=1)
         cache, fast_hidden = self.run_backbone(prefix, prefix_mask, fast_in, fast_mask)
         state_hidden = cache.state_hidden                                           # (B, D) or None
+        vision_goal = self.vision_goal(image_tokens[0], batch) if image_tokens else None
+        if cfg.goal_conditioning:
+            self.attach_goal(cache, batch, vision_goal)
         if cfg.knowledge_insulation:
             cache = cache.detached()                                                # no flow gradient to backbone
 
@@ -395,10 +423,10 @@ class VLAModel(nn.Module):
             goal = self._goal_error(self.goal_head(state_hidden), batch)
             losses['goal_loss'] = goal
             loss = loss + cfg.goal_loss_weight * goal
-            if image_tokens:
-                vision_goal = self._goal_error(self.vision_goal(image_tokens[0], batch), batch)
-                losses['vision_goal_loss'] = vision_goal
-                loss = loss + cfg.goal_loss_weight * vision_goal
+            if vision_goal is not None:
+                vision_goal_loss = self._goal_error(vision_goal, batch)
+                losses['vision_goal_loss'] = vision_goal_loss
+                loss = loss + cfg.goal_loss_weight * vision_goal_loss
         losses['loss'] = loss
         return losses
 
