@@ -263,10 +263,13 @@ def test_goal_head_learns_where_the_subtask_ends():
 
 
 def test_goal_conditioned_expert_reads_the_heads_predictions():
-    """goal_conditioning: the expert's velocity depends on the detached goal input (heads' predictions + state)
-    that encode_prefix attaches; the flow loss trains the expert's goal path but not the heads through it."""
+    """goal_conditioning: the expert's velocity depends on the detached goal input (the image encoder's goal
+    prediction + state) that encode_prefix attaches; training may swap in the true goal (teacher forcing); the
+    flow loss trains the expert's goal path but not the heads through it."""
     with pytest.raises(ValueError, match='goal heads'):
         micro(goal_conditioning=True)
+    with pytest.raises(ValueError, match='goal_teacher_forcing'):
+        micro(goal_loss_weight=1.0, goal_conditioning=True, goal_teacher_forcing=1.5)
     torch.manual_seed(0)
     samples = micro_data().samples
     goal = [dict(s, goal_state=(s['state'] * -0.5 + i).astype(np.float32)) for i, s in enumerate(samples)]
@@ -279,11 +282,15 @@ def test_goal_conditioned_expert_reads_the_heads_predictions():
     batch = proc.collate(goal)
     with torch.no_grad():
         cache = model.encode_prefix(batch)
-        assert cache.goal_input.shape == (len(samples), 3 * model.config.state_dim)
+        assert cache.goal_input.shape == (len(samples), 2 * model.config.state_dim)
         x_t, t = torch.randn(len(samples), model.config.action_horizon, model.config.action_dim), torch.full((4,), .5)
         before = model.predict_velocity(cache, x_t, t)
         cache.goal_input = cache.goal_input + 1.0
         assert not torch.allclose(before, model.predict_velocity(cache, x_t, t))
+    forced = VLAModel(micro(goal_loss_weight=1.0, goal_conditioning=True, goal_teacher_forcing=1.0, goal_noise=0.0))
+    cache = forced.train().encode_prefix(batch)
+    forced.attach_goal(cache, batch, None)
+    assert torch.allclose(cache.goal_input[:, :forced.config.state_dim], batch['goal_state'] * batch['goal_mask'])
     model.train()
     flow = model(batch)['flow_loss']
     flow.backward()

@@ -89,11 +89,16 @@ class VLAConfig:
     # "move this way" for the next second; this target says where the named object is, at every step of the
     # approach, which is what a model trained from scratch struggles to learn (docs/models.md). 0: no head.
     goal_loss_weight: float = 0.0
-    # Goal-conditioned expert (needs the goal heads): both heads' goal predictions, detached, with the state
-    # condition the expert's adaRMS norms beside the flow time. The heads locate the named object far better than
-    # the chunks alone follow it (docs/data.md): this hands the expert the target to servo to, re-estimated from
-    # the current images at every chunk. False: the expert reads the prefix only (older checkpoints).
+    # Goal-conditioned expert (needs the goal heads): the image encoder's goal prediction, detached, and the state
+    # condition the expert's adaRMS norms beside the flow time: the head locates the named object better than the
+    # chunks alone follow it (docs/data.md), so the expert gets the target to servo to, re-estimated from the
+    # current images at every chunk. In training a fraction of samples gets the true goal plus Gaussian noise
+    # (normalised units) instead, so the expert learns to follow the goal input rather than to ignore it.
+    # (The backbone's head is not used: it sees the state and learns "the goal is where I am heading", which in
+    # closed loop follows the robot's own errors.) False: the expert reads the prefix only (older checkpoints).
     goal_conditioning: bool = False
+    goal_teacher_forcing: float = 0.5
+    goal_noise: float = 0.1
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property
@@ -120,6 +125,9 @@ class VLAConfig:
             raise ValueError('memory_tokens_per_frame must be a square (1, 4, 9, ...)')
         if self.goal_conditioning and not self.goal_loss_weight > 0:
             raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
+        if not 0 <= self.goal_teacher_forcing <= 1 or not self.goal_noise >= 0:
+            raise ValueError(f'goal_teacher_forcing must be in [0, 1] and goal_noise >= 0, got '
+                             f'{self.goal_teacher_forcing}, {self.goal_noise}')
 
 
 def tiny(**overrides) -> VLAConfig:

@@ -16,8 +16,9 @@ Knowledge Insulation: the expert reads the cached keys/values through `detach()`
 trains the expert only; the backbone learns from the FAST cross-entropy.
 
 Goal conditioning (config.goal_conditioning): two auxiliary heads predict the joint state where the current
-subtask ends (one on the backbone's state token, one on the image encoder's keypoint tokens); their detached
-predictions and the state join the flow time in the expert's adaRMS condition.
+subtask ends (one on the backbone's state token, one on the image encoder's keypoint tokens); the image encoder's
+detached prediction (in training, for some samples, the true goal plus noise) and the state join the flow time in
+the expert's adaRMS condition.
 
 Every prompt component may be absent: masks mark valid tokens, positions are the running count of valid
 tokens, and in training whole components are dropped at random (config.dropout).
@@ -111,7 +112,7 @@ class PrefixCache:
     next_position: torch.Tensor     # (B,) number of valid prefix tokens
     suffix: dict | None = None      # rotary tables and attention mask of the suffix, made once per chunk
     state_hidden: torch.Tensor | None = None  # (B, D) backbone output at the state token (goal head's input)
-    goal_input: torch.Tensor | None = None    # (B, 3 Ds) goal predictions + state: the goal-conditioned expert's
+    goal_input: torch.Tensor | None = None    # (B, 2 Ds) goal estimate + state: the goal-conditioned expert's
 
     def detached(self) -> PrefixCache:
         return PrefixCache([k.detach() for k in self.keys], [v.detach() for v in self.values], self.mask,
@@ -153,8 +154,8 @@ class VLAModel(nn.Module):
             # short path that teaches the encoder where the named object is (`vision_goal_loss`)
             self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + config.state_dim, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
-        if config.goal_conditioning:   # [backbone goal, vision goal, state] -> adaRMS condition of the expert
-            self.goal_cond_mlp = nn.Sequential(nn.Linear(3 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
+        if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
+            self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
         self._init_weights()
 
     def _init_weights(self):
@@ -307,12 +308,16 @@ class VLAModel(nn.Module):
 
     def attach_goal(self, cache: PrefixCache, batch: dict[str, torch.Tensor],
                     vision_goal: torch.Tensor | None) -> None:
-        """cache.goal_input = [backbone goal, vision goal (zeros without images), state] (B, 3 Ds), detached: the
-        expert reads the heads' estimates as given; only the goal losses train the heads."""
-        backbone_goal = self.goal_head(cache.state_hidden)
-        if vision_goal is None:
-            vision_goal = torch.zeros_like(backbone_goal)
-        cache.goal_input = torch.cat([backbone_goal, vision_goal, batch['state']], dim=1).detach()
+        """cache.goal_input = [goal estimate, state] (B, 2 Ds), detached: the image encoder's prediction (zeros
+        without images) or, training with a 'goal_state' in the batch, for a goal_teacher_forcing fraction of
+        samples the true goal plus goal_noise. Only the goal losses train the head."""
+        cfg = self.config
+        goal = vision_goal if vision_goal is not None else torch.zeros_like(batch['state'])
+        if self.training and 'goal_state' in batch and cfg.goal_teacher_forcing > 0:
+            true = batch['goal_state'] + cfg.goal_noise * torch.randn_like(batch['goal_state'])
+            forced = torch.rand(goal.shape[0], 1, device=goal.device) < cfg.goal_teacher_forcing
+            goal = torch.where(forced, true * batch['goal_mask'], goal)
+        cache.goal_input = torch.cat([goal, batch['state']], dim=1).detach()
 
     # ----------------------------------------------------------------------------------------------- expert
     def predict_velocity(self, cache: PrefixCache, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
