@@ -105,7 +105,8 @@ def vla_config(args, profile: ProfileSpec):
                    state_dim=profile.state_dim,
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
-                   flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning)
+                   flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning,
+                   vision_goal_reads_state=not args.vision_goal_displacement)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -360,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
     p.add_argument('--goal-conditioning', action='store_true',
                    help='the expert also reads the goal heads\' predictions (needs --goal-weight)')
+    p.add_argument('--vision-goal-displacement', action='store_true',
+                   help='the image encoder\'s goal head predicts the displacement to the goal from the images '
+                        'alone (default: the goal, from the images and the state)')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
     p.add_argument('--idle-tolerance', type=float, default=0.0,

@@ -302,3 +302,20 @@ def test_goal_conditioned_expert_reads_the_heads_predictions():
     assert out['actions'].shape == (model.config.action_horizon, ROBOT.action_dim)
     rtc = policy.infer(dict(observation(samples[0]), prev_actions=out['actions'][2:], delay_steps=2, mode='rtc'))
     assert np.allclose(rtc['actions'][:2], out['actions'][2:4])
+
+
+def test_vision_goal_head_can_predict_the_displacement_from_images_alone():
+    """vision_goal_reads_state=False: the head sees no state, so moving the state moves the predicted goal by the
+    same amount (it cannot learn "the goal is where I am heading"); the default head reads the state."""
+    torch.manual_seed(0)
+    samples = micro_data().samples
+    for reads_state in (True, False):
+        model = VLAModel(micro(goal_loss_weight=1.0, vision_goal_reads_state=reads_state)).eval()
+        proc = VLAProcessor.build(model.config, ROBOT, samples, fit_fast=False)
+        batch = proc.collate(samples)
+        with torch.no_grad():
+            _, cond = model._embed_text(batch)
+            tokens = model._encode_images(batch['images'], batch['image_mask'], 0, cond)
+            moved = dict(batch, state=batch['state'] + 0.3)
+            shift = model.vision_goal(tokens, moved) - model.vision_goal(tokens, batch)
+        assert torch.allclose(shift, torch.full_like(shift, 0.3), atol=1e-5) != reads_state

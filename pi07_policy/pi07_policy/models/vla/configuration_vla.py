@@ -97,6 +97,10 @@ class VLAConfig:
     # (The backbone's head is not used: it sees the state and learns "the goal is where I am heading", which in
     # closed loop follows the robot's own errors.) False: the expert reads the prefix only (older checkpoints).
     goal_conditioning: bool = False
+    # The image encoder's goal head reads the state (True: older checkpoints), or predicts the displacement from the
+    # state to the goal from the images alone (False): it cannot learn "the goal is where I am heading" then, and
+    # the wrist camera shows the displacement directly once near.
+    vision_goal_reads_state: bool = True
     goal_teacher_forcing: float = 0.5
     goal_noise: float = 0.1
     dropout: PromptDropout = field(default_factory=PromptDropout)

@@ -152,7 +152,8 @@ class VLAModel(nn.Module):
             self.goal_head = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, config.state_dim))
             # the same target from the image encoder alone (one summary token per camera slot + the state): a
             # short path that teaches the encoder where the named object is (`vision_goal_loss`)
-            self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + config.state_dim, 2 * d),
+            state_in = config.state_dim if config.vision_goal_reads_state else 0
+            self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + state_in, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
         if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
             self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
@@ -248,13 +249,16 @@ class VLAModel(nn.Module):
 
     def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from one summary token per camera (the
-        keypoint token if the encoder has one, else the mean of the grid) and the state."""
+        keypoint token if the encoder has one, else the mean of the grid) and the state; or, without
+        vision_goal_reads_state, the state plus a displacement from the summaries alone."""
         b, n = batch['image_mask'].shape
         per_camera = image_tokens.view(b, n, self.config.vision.tokens_per_image, -1)
         has_keypoints = self.config.vision.kind == 'conv' and self.config.vision.keypoints
         summary = per_camera[:, :, -1] if has_keypoints else per_camera.mean(2)              # (B, N, D)
         summary = summary * batch['image_mask'][..., None].to(summary.dtype)
         summary = F.pad(summary, (0, 0, 0, self.config.max_cameras - n))                   # (B, max_cameras, D)
+        if not self.config.vision_goal_reads_state:   # the displacement to the goal, seen in the images
+            return batch['state'] + self.vision_goal_head(summary.flatten(1))
         return self.vision_goal_head(torch.cat([summary.flatten(1), batch['state']], dim=1))
 
     def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
