@@ -114,7 +114,7 @@ def test_full_stack_on_sim_arm(checkpoints, tmp_path):
         goal = probe.messages(subgoals)[-1]
         assert list(goal.camera_names) == ['scene', 'wrist'] and goal.images[0].width == 96
         since = time.monotonic()
-        time.sleep(3.0)
+        time.sleep(5.0)   # long enough that a burst of late deliveries on a loaded machine moves the rate little
         command_times = probe.times(commands, since)
         rate = (len(command_times) - 1) / (command_times[-1] - command_times[0])
         assert 7.0 < rate < 13.0, f'{rate:.1f} commands/s at a 10 Hz control rate'
