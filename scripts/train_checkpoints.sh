@@ -29,7 +29,7 @@ setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif 
 declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
 declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
-declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=1500 [gantry]=1500)
+declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
