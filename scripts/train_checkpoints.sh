@@ -51,7 +51,7 @@ for E in $EMBODIMENTS; do
   STEPS=$(setting VLA_STEPS "$E" "${DEFAULT_VLA_STEPS[$E]:-1500}")
   EXPERT_EPISODES=$(setting EXPERT_EPISODES "$E" "${DEFAULT_EXPERT_EPISODES[$E]:-80}")
   FLOW_SAMPLES=$(setting FLOW_SAMPLES "$E" "${DEFAULT_FLOW_SAMPLES[$E]:-1}")
-  GOAL_PRETRAIN_STEPS=$(setting GOAL_PRETRAIN_STEPS "$E" "${DEFAULT_GOAL_PRETRAIN_STEPS[$E]:-1500}")
+  GOAL_PRETRAIN_STEPS=$(setting GOAL_PRETRAIN_STEPS "$E" "${DEFAULT_GOAL_PRETRAIN_STEPS[$E]:-4000}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   CKPT=pi07_bringup/checkpoints/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
