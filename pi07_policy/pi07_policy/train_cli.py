@@ -360,10 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--goal-weight', type=float, default=0.0,
                    help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
     p.add_argument('--goal-conditioning', action='store_true',
-                   help='the expert also reads the goal heads\' predictions (needs --goal-weight)')
+                   help='the expert also reads the image encoder\'s goal prediction (needs --goal-weight)')
     p.add_argument('--vision-goal-displacement', action='store_true',
                    help='the image encoder\'s goal head predicts the displacement to the goal from the images '
-                        'alone (default: the goal, from the images and the state)')
+                        'alone (default: the goal, from the images and the state; needs --goal-weight)')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
     p.add_argument('--idle-tolerance', type=float, default=0.0,

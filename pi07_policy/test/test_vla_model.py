@@ -307,6 +307,8 @@ def test_goal_conditioned_expert_reads_the_heads_predictions():
 def test_vision_goal_head_can_predict_the_displacement_from_images_alone():
     """vision_goal_reads_state=False: the head sees no state, so moving the state moves the predicted goal by the
     same amount (it cannot learn "the goal is where I am heading"); the default head reads the state."""
+    with pytest.raises(ValueError, match='goal_loss_weight'):
+        micro(vision_goal_reads_state=False)
     torch.manual_seed(0)
     samples = micro_data().samples
     for reads_state in (True, False):

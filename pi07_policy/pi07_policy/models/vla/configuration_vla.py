@@ -97,12 +97,12 @@ class VLAConfig:
     # (The backbone's head is not used: it sees the state and learns "the goal is where I am heading", which in
     # closed loop follows the robot's own errors.) False: the expert reads the prefix only (older checkpoints).
     goal_conditioning: bool = False
+    goal_teacher_forcing: float = 0.5   # fraction of training samples given the true goal ...
+    goal_noise: float = 0.1             # ... plus this Gaussian noise (normalised units)
     # The image encoder's goal head reads the state (True: older checkpoints), or predicts the displacement from the
     # state to the goal from the images alone (False): it cannot learn "the goal is where I am heading" then, and
     # the wrist camera shows the displacement directly once near.
     vision_goal_reads_state: bool = True
-    goal_teacher_forcing: float = 0.5
-    goal_noise: float = 0.1
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property
@@ -129,6 +129,8 @@ class VLAConfig:
             raise ValueError('memory_tokens_per_frame must be a square (1, 4, 9, ...)')
         if self.goal_conditioning and not self.goal_loss_weight > 0:
             raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
+        if not self.vision_goal_reads_state and not self.goal_loss_weight > 0:
+            raise ValueError('vision_goal_reads_state=False sets up a goal head: it needs goal_loss_weight > 0')
         if not 0 <= self.goal_teacher_forcing <= 1 or not self.goal_noise >= 0:
             raise ValueError(f'goal_teacher_forcing must be in [0, 1] and goal_noise >= 0, got '
                              f'{self.goal_teacher_forcing}, {self.goal_noise}')
