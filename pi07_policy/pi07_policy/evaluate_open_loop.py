@@ -9,6 +9,11 @@ noise seed; it is compared with the recorded commands t..t+H-1 (padding excluded
 (per-dimension MAE and RMSE in robot units, over the whole chunk and for its first action, also relative to the
 dimension's range in the data) and `open_loop.png` (predicted first actions vs recorded, over time, for the first
 episodes, and the per-dimension error).
+
+`--goal` (models trained with `--goal-weight`) adds `goal` to the report: the image encoder's goal head at the first
+step of every subtask segment (where the named object is farthest) against the recorded state where that subtask
+ended, per state dimension in robot units. It measures perception apart from control, in seconds: for the gantry
+the x / y errors are how far from the block the head thinks the block is. `--no-actions` skips the chunk part.
 """
 from __future__ import annotations
 
@@ -61,6 +66,24 @@ def evaluate(policy, dataset: VLADataset, stride: int = 5, max_episodes: int | N
             'traces': traces}
 
 
+def evaluate_goal(policy, root: str | Path, split: str = 'val', include: list[str] | None = None,
+                  max_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """The image encoder's goal head at the first step of each subtask segment vs the recorded state at the
+    segment's end (`VLAPolicy.predict_goal`), robot units."""
+    from tqdm.auto import tqdm
+    dataset = VLADataset(root, split, horizon=policy.config.action_horizon, with_actions=False,
+                         segment_start_fraction=1e-9, include=include)   # one step per segment: its first
+    n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    errors = []
+    for i in tqdm(range(n), desc='goal head', disable=not progress):
+        s = dataset[i]
+        obs = {key: s.get(key) for key in ('images', 'state', 'task', 'subtask', 'metadata')}
+        errors.append(policy.predict_goal(obs) - s['goal_state'])
+    err = np.abs(np.stack(errors))
+    return {'samples': n, 'state_names': list(dataset.index['state_names']), 'mae': err.mean(0).tolist(),
+            'median': np.median(err, 0).tolist(), 'p90': np.percentile(err, 90, axis=0).tolist()}
+
+
 def plot(report: dict[str, Any], path: Path, max_episodes: int = 2) -> None:
     import matplotlib
     matplotlib.use('Agg')
@@ -107,27 +130,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--include', nargs='*', default=None, help='only episodes whose name contains one of these')
     parser.add_argument('--with-subgoal', action='store_true')
     parser.add_argument('--with-memory', action='store_true')
+    parser.add_argument('--goal', action='store_true',
+                        help="also the goal head's error at each subtask's start (models trained with --goal-weight)")
+    parser.add_argument('--no-actions', action='store_true', help='skip the action chunks (with --goal)')
     parser.add_argument('--out', default='out/open_loop')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
+    if args.no_actions and not args.goal:
+        parser.error('--no-actions leaves nothing to evaluate without --goal')
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     from .models.vla.policy import VLAPolicy
     policy = VLAPolicy.from_checkpoint(args.checkpoint, seed=args.seed)
-    dataset = VLADataset(args.dataset, args.split, horizon=policy.config.action_horizon,
-                         subgoal_prob=1.0 if args.with_subgoal else 0.0, memory_prob=1.0 if args.with_memory else 0.0,
-                         include=args.include)
-    report = evaluate(policy, dataset, args.stride, args.episodes)
+    if args.goal and not policy.has_goal_head:
+        parser.error(f'--goal: {args.checkpoint} has no goal head (trained without --goal-weight)')
+    report, summary = {}, {}
+    if not args.no_actions:
+        dataset = VLADataset(args.dataset, args.split, horizon=policy.config.action_horizon,
+                             subgoal_prob=1.0 if args.with_subgoal else 0.0,
+                             memory_prob=1.0 if args.with_memory else 0.0, include=args.include)
+        report = evaluate(policy, dataset, args.stride, args.episodes)
+        summary = {k: report[k] for k in ('predictions', 'mean_mae_relative_to_range')}
+        summary['first_action_mae'] = dict(zip(report['action_names'], np.round(report['first_action']['mae'], 4)
+                                               .tolist()))
+    if args.goal:
+        report['goal'] = evaluate_goal(policy, args.dataset, args.split, args.include)
+        summary['goal_median_error'] = dict(zip(report['goal']['state_names'],
+                                                np.round(report['goal']['median'], 4).tolist()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report['checkpoint'], report['dataset'], report['split'] = args.checkpoint, args.dataset, args.split
     (out / 'open_loop.json').write_text(json.dumps(report, indent=1))
-    plot(report, out / 'open_loop.png')
-    summary = {k: report[k] for k in ('predictions', 'mean_mae_relative_to_range')}
-    summary['first_action_mae'] = dict(zip(report['action_names'], np.round(report['first_action']['mae'], 4)
-                                           .tolist()))
+    written = [out / 'open_loop.json']
+    if not args.no_actions:
+        plot(report, out / 'open_loop.png')
+        written.append(out / 'open_loop.png')
     print(json.dumps(summary))
-    print(f'wrote {out / "open_loop.json"} and {out / "open_loop.png"}')
+    print('wrote ' + ' and '.join(map(str, written)))
     return 0
 
 

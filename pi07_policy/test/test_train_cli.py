@@ -65,6 +65,9 @@ def test_vla_training_lowers_loss_and_exports_a_usable_checkpoint(setup):
     report = json.loads((report_dir / 'open_loop.json').read_text())
     assert len(report['chunk']['mae']) == 3 and report['predictions'] == 3
     assert (report_dir / 'open_loop.png').stat().st_size > 1000
+    with pytest.raises(SystemExit):   # --goal needs a model with the goal heads
+        evaluate_open_loop.main(['--checkpoint', str(root / 'vla_export'), '--dataset', str(root / 'dataset'),
+                                 '--goal', '--out', str(report_dir)])
 
 
 def test_vla_goal_heads_and_encoder_pretraining(setup):
@@ -83,6 +86,13 @@ def test_vla_goal_heads_and_encoder_pretraining(setup):
     from pi07_policy.models.vla.policy import VLAPolicy
     policy = VLAPolicy.from_checkpoint(root / 'goal_export')
     assert policy.model.config.goal_loss_weight == 1 and hasattr(policy.model, 'vision_goal_head')
+    # the goal head's open-loop error: one sample per subtask segment of the held-out episode, per state dimension
+    report_dir = root / 'goal_report'
+    assert evaluate_open_loop.main(['--checkpoint', str(root / 'goal_export'), '--dataset', str(root / 'dataset'),
+                                    '--goal', '--no-actions', '--out', str(report_dir)]) == 0
+    goal = json.loads((report_dir / 'open_loop.json').read_text())['goal']
+    assert goal['samples'] >= 1 and len(goal['mae']) == len(goal['state_names']) == 3
+    assert all(np.isfinite(goal['median'])) and 'chunk' not in goal
     with pytest.raises(SystemExit, match='goal-weight'):
         train_cli.main(['vla', *_common(root, profile_path, 'nogoal'), '--steps', '2', '--goal-pretrain-steps', '5'])
 

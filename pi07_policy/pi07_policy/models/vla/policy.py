@@ -85,3 +85,22 @@ class VLAPolicy:
             robot_actions[:frozen] = np.asarray(prev, np.float32)[:frozen, : robot_actions.shape[1]]
         return {'actions': robot_actions, 'frozen_steps': frozen, 'mode': mode,
                 'inference_ms': (time.perf_counter() - t0) * 1e3}
+
+    @property
+    def has_goal_head(self) -> bool:
+        return hasattr(self.model, 'vision_goal_head')
+
+    def predict_goal(self, obs: Mapping[str, Any]) -> np.ndarray:
+        """The image encoder's goal head: the joint state (robot units, (state_dim,)) where the current subtask
+        ends, i.e. where it sees the named object. A diagnostic of perception apart from control (models trained
+        with `--goal-weight`); ValueError for a model without the head."""
+        if not self.has_goal_head:
+            raise ValueError('this VLA has no goal head (trained without --goal-weight)')
+        with torch.inference_mode():
+            batch = self.processor.observation_batch(obs)
+            if 'images' not in batch:
+                raise ValueError('predict_goal needs at least one camera image')
+            _, cond = self.model._embed_text(batch)
+            tokens = self.model._encode_images(batch['images'], batch['image_mask'], 0, cond)
+            goal = self.model.vision_goal(tokens, batch)[0]
+        return self.processor.state_from_model(goal.float())

@@ -195,6 +195,11 @@ class VLAProcessor:
         out[: len(s)] = self._norm['state'].normalize(s)
         return torch.from_numpy(out)
 
+    def state_from_model(self, state: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(Ds_model,) normalised -> (state_dim,) robot units, float32 (the inverse of `state_to_model`)."""
+        s = state.detach().cpu().numpy() if torch.is_tensor(state) else np.asarray(state)
+        return self._norm['state'].unnormalize(s[..., : self.robot.state_dim]).astype(np.float32)
+
     def delta_offset(self, state: Any | None) -> np.ndarray | None:
         """(D,) what is subtracted from robot actions before normalising (state on delta dimensions), or None."""
         mask = np.asarray(self.robot.delta_action_mask, bool)
