@@ -23,6 +23,11 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   FLOW_SAMPLES     noise/time draws of the flow loss per backbone pass
 #   GOAL_PRETRAIN_STEPS  steps of image-encoder pretraining on the goal state (where each subtask ends) before
 #                    the VLA's own steps (0: none)
+#   IMAGE_SHIFT      random-shift augmentation of the VLA's images, px (a fixed scene camera maps pixels to table
+#                    positions: a shift hides where the blocks are, docs/data.md)
+#   GOAL_CONDITIONING  1: the action expert follows the image encoder's goal estimate (--goal-conditioning), from a
+#                    head that predicts the displacement to the goal from the images alone
+#                    (--vision-goal-displacement); 0: the expert reads the prefix only
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
@@ -30,6 +35,8 @@ declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
 declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
 declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
+declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
+declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
@@ -52,6 +59,8 @@ for E in $EMBODIMENTS; do
   EXPERT_EPISODES=$(setting EXPERT_EPISODES "$E" "${DEFAULT_EXPERT_EPISODES[$E]:-80}")
   FLOW_SAMPLES=$(setting FLOW_SAMPLES "$E" "${DEFAULT_FLOW_SAMPLES[$E]:-1}")
   GOAL_PRETRAIN_STEPS=$(setting GOAL_PRETRAIN_STEPS "$E" "${DEFAULT_GOAL_PRETRAIN_STEPS[$E]:-4000}")
+  IMAGE_SHIFT=$(setting IMAGE_SHIFT "$E" "${DEFAULT_IMAGE_SHIFT[$E]:-0}")
+  GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   CKPT=pi07_bringup/checkpoints/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
@@ -84,13 +93,15 @@ for E in $EMBODIMENTS; do
   #    pretrained VLM backbone; from scratch it slows learning, docs/data.md).
   #    The steps inside pauses (the closed gripper settling before the lift) are left out (--idle-tolerance 2e-3):
   #    trained on them, a policy that re-plans every step or two, as the real-time stack does, stalls there.
+  #    No random image shift, and the expert follows the image encoder's goal estimate (GOAL_CONDITIONING=1).
   #    With DAGGER_EPISODES > 0, one DAgger round: the policy drives DAGGER_EPISODES tasks for 1-16 s each, the scripted expert takes
   #    over and finishes (only its part is recorded), and the policy is fine-tuned on the grown dataset.
   if want vla; then
     VLA_ARGS=(--profile "$P" --config tiny_conv --image-size 64 --horizon 10 --batch-size 32 --subgoal-prob 0.1
-              --memory-prob 0.05 --image-shift 4 --include ordered_place --workers 1 --threads 2 --no-ki
-              --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
+              --memory-prob 0.05 --image-shift "$IMAGE_SHIFT" --include ordered_place --workers 1 --threads 2
+              --no-ki --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
               --film-source subtask --idle-tolerance 2e-3)
+    [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning --vision-goal-displacement)
     FINAL=$CKPT/vla
     [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
