@@ -176,7 +176,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                                                     lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
     policy, result = train_vla(dataset, config, out, args.steps, robot=processor.robot, processor=processor,
                                train_config=tc, resume_from=resume, profile=profile.path, init_weights=init_weights,
-                               **pretrain)
+                               encoder_lr_scale=args.encoder_lr_scale, **pretrain)
     summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
                'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
                'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
@@ -378,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='goal pretraining samples: the first fraction of each subtask segment')
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
     p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
+    p.add_argument('--encoder-lr-scale', type=float, default=1.0,
+                   help='LR multiplier for the image-encoder parts that goal pretraining (or --init-from) trained: '
+                        'below 1 the action losses refine its localisation instead of undoing it')
     p.add_argument('--keypoint-stride', type=int, default=0,
                    help='conv encoder: px per keypoint-map cell, a power of 2 (0: the preset\'s)')
     p.add_argument('--film-source', default=None, choices=['prompt', 'subtask'],

@@ -58,3 +58,21 @@ def test_two_process_distributed_training(tmp_path):
     assert all(r['world_size'] == 2 and r['step'] == 6 for r in ranks)
     assert ranks[0]['weight_checksum'] == pytest.approx(ranks[1]['weight_checksum'], abs=1e-9)
     assert load_checkpoint(out / 'checkpoint', 'toy_regressor').read_json('trainer_state.json')['step'] == 6
+
+
+def test_lr_scales_slow_the_named_parameters_only(tmp_path):
+    """TrainConfig.lr_scales: the first matching name prefix sets a parameter group's LR multiplier; a scale of 0
+    freezes those parameters while the rest learn, and the plain layout keeps its two groups."""
+    from pi07_policy.training import make_optimizer
+    model = ToyModel(ToyConfig())
+    names = [n for n, _ in model.named_parameters()]
+    first_layer = names[0].rsplit('.', 1)[0]
+    assert len(make_optimizer(model, TrainConfig()).param_groups) == 2
+    cfg = TrainConfig(steps=5, batch_size=16, lr=1e-2, warmup_steps=0, progress=False,
+                      lr_scales=((first_layer, 0.0),))
+    opt = make_optimizer(model, cfg)
+    assert sorted(g['lr_scale'] for g in opt.param_groups) == [0.0, 0.0, 1.0, 1.0]
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train(model, ToyDataset(), cfg, None)
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n]) == n.startswith(first_layer), n

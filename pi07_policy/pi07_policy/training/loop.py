@@ -56,6 +56,9 @@ class TrainConfig:
     num_workers: int = 0
     progress: bool = True             # tqdm bar (main rank only)
     find_unused_parameters: bool = True  # DDP: some heads are idle in some batches (dropped prompt parts, KI)
+    # (parameter-name prefix, LR multiplier): the first matching prefix sets a parameter's scale (default 1), e.g.
+    # a slower image encoder after it was pretrained, so the new heads' early gradients do not undo that
+    lr_scales: tuple[tuple[str, float], ...] = ()
 
 
 def seed_everything(seed: int) -> None:
@@ -73,13 +76,20 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def lr_scale_of(name: str, cfg: TrainConfig) -> float:
+    return next((scale for prefix, scale in cfg.lr_scales if name.startswith(prefix)), 1.0)
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for p in model.parameters():
+    """AdamW; weight decay on matrices only; one group per (decay, `cfg.lr_scales` multiplier), stored as the
+    group's 'lr_scale' (the schedule multiplies it in every step)."""
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{'params': decay, 'weight_decay': cfg.weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+            groups.setdefault((p.ndim >= 2, lr_scale_of(name, cfg)), []).append(p)
+    order = sorted(groups, key=lambda k: (not k[0], -k[1]))    # [decay, no decay] first: the unscaled layout
+    return torch.optim.AdamW([{'params': groups[k], 'weight_decay': cfg.weight_decay if k[0] else 0.0,
+                               'lr_scale': k[1]} for k in order], lr=cfg.lr, betas=cfg.betas)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -199,7 +209,7 @@ def train(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, out_dir: s
                     break
                 lr = lr_at(step, cfg)
                 for group in optimizer.param_groups:
-                    group['lr'] = lr
+                    group['lr'] = lr * group.get('lr_scale', 1.0)
                 losses = net(to_device(batch, device))
                 loss = _total_loss(losses)
                 if not torch.isfinite(loss):

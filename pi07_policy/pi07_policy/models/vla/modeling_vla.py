@@ -262,8 +262,28 @@ class VLAModel(nn.Module):
         return self.vision_goal_head(torch.cat([summary.flatten(1), batch['state']], dim=1))
 
     def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Masked MSE to the goal state, over the samples whose prompt still names the subtask: after prompt
+        dropout the others name two blocks (or none), and regressing them pulls the heads toward the mean."""
         mask = batch['goal_mask'].to(pred.dtype)                                            # (B, Ds) robot's dims
+        if 'text_segments' in batch:   # dropout masks tokens (text_mask), the segments stay as collated
+            had_subtask = (batch['text_segments'] == SEGMENT_SUBTASK).any(1)                  # (B,)
+            named = ((batch['text_segments'] == SEGMENT_SUBTASK) & batch['text_mask']).any(1)
+            mask = mask * (named | ~had_subtask)[:, None].to(mask.dtype)
         return ((pred - batch['goal_state']) ** 2 * mask).sum() / mask.sum().clamp(min=1)
+
+    def pretrained_encoder_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of what `vision_goal_loss` trains in the image encoder (the conv stages up to
+        the keypoint maps, the keypoint layers, the projector) and its head: the parts goal pretraining fits."""
+        prefixes = ['vision.projector', 'vision_goal_head']
+        if self.config.vision.kind == 'conv':
+            conv = self.vision.conv
+            last = conv.keypoint_stage if self.config.vision.keypoints else len(conv.stages) - 1
+            prefixes += [f'vision.conv.stages.{i}.' for i in range(last + 1)]
+            prefixes += (['vision.conv.keypoint_maps', 'vision.conv.keypoint_proj'] if self.config.vision.keypoints
+                         else ['vision.conv.out', 'vision.conv.position'])   # the grid's mean is the summary
+        else:
+            prefixes.append('vision.siglip')
+        return tuple(prefixes)
 
     def vision_goal_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Goal-state regression through the image encoder only (no backbone, no expert): steps ~8x cheaper

@@ -30,11 +30,13 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
               resume_from: str | Path | None = None, profile: str | Path | None = None,
               init_weights: dict | None = None, goal_pretrain_dataset: Dataset | None = None,
               goal_pretrain_steps: int = 0, goal_pretrain_config: TrainConfig | None = None,
-              **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+              encoder_lr_scale: float = 1.0, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
     """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random.
     `goal_pretrain_*`: first train the image encoder alone on the goal-state target (`VLAModel.vision_goal_loss`,
     config.goal_loss_weight > 0) for that many steps on that dataset; skipped when resuming. `result.pretrain`
-    holds that stage's TrainResult."""
+    holds that stage's TrainResult. `encoder_lr_scale`: LR multiplier, in the VLA stage, for the image-encoder
+    parts that goal pretraining (or the `init_weights` checkpoint) trained (`VLAModel.pretrained_encoder_prefixes`):
+    the action losses then refine the localisation instead of overwriting it."""
     if processor is None:
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
@@ -48,6 +50,11 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
         from ...checkpoint import load_weights
         load_weights(model, init_weights, source='init weights')
     cfg = replace(train_config or TrainConfig(), steps=steps, **train_overrides)
+    if not encoder_lr_scale > 0:
+        raise ValueError(f'encoder_lr_scale must be > 0, got {encoder_lr_scale}')
+    if encoder_lr_scale != 1.0:
+        cfg = replace(cfg, lr_scales=tuple((p, encoder_lr_scale) for p in model.pretrained_encoder_prefixes())
+                      + cfg.lr_scales)
 
     def save_model(m: VLAModel, directory: Path) -> None:
         save_checkpoint(directory, m, m.config, extra_files=processor.to_files(), norm_stats=processor.norm_stats,
@@ -57,7 +64,7 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
     if goal_pretrain_steps > 0 and goal_pretrain_dataset is not None and resume_from is None:
         if not hasattr(model, 'vision_goal_head'):
             raise ValueError('goal pretraining needs a model with goal heads (config.goal_loss_weight > 0)')
-        pre_cfg = replace(goal_pretrain_config or cfg, steps=goal_pretrain_steps)
+        pre_cfg = replace(goal_pretrain_config or cfg, steps=goal_pretrain_steps, lr_scales=())
         # out_dir None: nothing to save, the encoder's weights go on into the VLA training below
         pretrain = train(VisionGoalObjective(model), goal_pretrain_dataset, pre_cfg, None,
                          collate_fn=processor.collate, title='vision goal pretraining')
