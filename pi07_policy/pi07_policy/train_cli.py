@@ -106,7 +106,8 @@ def vla_config(args, profile: ProfileSpec):
                    action_dim=profile.action_dim, max_cameras=max(cfg.max_cameras, len(profile.camera_names)),
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
                    flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning,
-                   vision_goal_reads_state=not args.vision_goal_displacement)
+                   vision_goal_reads_state=not args.vision_goal_displacement,
+                   goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -366,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary goal-state loss (joint state where the subtask ends; 0: no head)')
     p.add_argument('--goal-conditioning', action='store_true',
                    help='the expert also reads the image encoder\'s goal prediction (needs --goal-weight)')
+    p.add_argument('--goal-teacher-forcing', type=float, default=0.5,
+                   help='--goal-conditioning: fraction of training samples whose expert is given the true goal '
+                        '(plus --goal-noise) instead of the head\'s estimate')
+    p.add_argument('--goal-noise', type=float, default=0.1,
+                   help='--goal-conditioning: std of the noise on the teacher-forced goal, normalised units '
+                        '(smaller: the expert follows the goal more closely)')
     p.add_argument('--vision-goal-displacement', action='store_true',
                    help='the image encoder\'s goal head predicts the displacement to the goal from the images '
                         'alone (default: the goal, from the images and the state; needs --goal-weight)')

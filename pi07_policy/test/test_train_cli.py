@@ -76,7 +76,8 @@ def test_vla_goal_heads_and_encoder_pretraining(setup):
     root, profile_path = setup
     assert train_cli.main(['vla', *_common(root, profile_path, 'goal'), '--steps', '20', '--batch-size', '8',
                            '--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-pretrain-steps', '40',
-                           '--goal-pretrain-batch-size', '8', '--goal-pretrain-lr', '3e-3']) == 0
+                           '--goal-pretrain-batch-size', '8', '--goal-pretrain-lr', '3e-3', '--goal-conditioning',
+                           '--goal-noise', '0.05', '--goal-teacher-forcing', '0.8', '--encoder-lr-scale', '0.1']) == 0
     summary = json.loads((root / 'goal' / 'summary.json').read_text())
     assert summary['goal_pretrain_steps'] == 40
     assert summary['goal_pretrain_loss_last'] < 0.7 * summary['goal_pretrain_loss_first'], summary
@@ -86,6 +87,11 @@ def test_vla_goal_heads_and_encoder_pretraining(setup):
     from pi07_policy.models.vla.policy import VLAPolicy
     policy = VLAPolicy.from_checkpoint(root / 'goal_export')
     assert policy.model.config.goal_loss_weight == 1 and hasattr(policy.model, 'vision_goal_head')
+    assert (policy.model.config.goal_noise, policy.model.config.goal_teacher_forcing) == (0.05, 0.8)
+    from pi07_policy.checkpoint import load_checkpoint
+    state = load_checkpoint(root / 'goal' / 'checkpoint').read_json('trainer_state.json')
+    groups = state['optimizer']['param_groups']
+    assert sorted({g['lr_scale'] for g in groups}) == [0.1, 1.0]   # the pretrained encoder parts learn slower
     # the goal head's open-loop error: one sample per subtask segment of the held-out episode, per state dimension
     report_dir = root / 'goal_report'
     assert evaluate_open_loop.main(['--checkpoint', str(root / 'goal_export'), '--dataset', str(root / 'dataset'),
