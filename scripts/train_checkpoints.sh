@@ -31,21 +31,22 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
-declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
+declare -A DEFAULT_VLA_STEPS=([arm7]=1600 [gantry]=1600)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
 declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
-declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
+declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=2000 [gantry]=2000)
 declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
-HL_STEPS=${HL_STEPS:-4000}
+HL_STEPS=${HL_STEPS:-2500}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
 BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
+CHECKPOINTS=${CHECKPOINTS:-pi07_bringup/checkpoints}   # where the three models of each profile go
 NICE=${NICE:-"nice -n 5"}
 # Embodiments whose data also gets 60 `recover` episodes (DART-style pushes). On the gantry they made closed-loop
 # progress worse (0.0 vs 0.175 mean progress over 10 seeds, docs/data.md); none by default.
@@ -62,7 +63,7 @@ for E in $EMBODIMENTS; do
   IMAGE_SHIFT=$(setting IMAGE_SHIFT "$E" "${DEFAULT_IMAGE_SHIFT[$E]:-0}")
   GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
-  CKPT=pi07_bringup/checkpoints/$P
+  CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
       --variants expert --episodes "$EXPERT_EPISODES" --seed 0 || echo "collect: some expert episodes failed (kept anyway)"
@@ -131,4 +132,4 @@ for E in $EMBODIMENTS; do
         --vae-steps "$WM_VAE_STEPS" --steps "$WM_STEPS" --batch-size 16 --workers 1 --seed "$SEED"
   fi
 done
-du -sh pi07_bringup/checkpoints/*/*
+du -sh "$CHECKPOINTS"/*/*

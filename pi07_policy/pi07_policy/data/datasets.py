@@ -129,8 +129,13 @@ class VLADataset(EpisodeDataset):
                  memory_prob: float = 0.0, memory_frames: int = 6, memory_stride_s: float = 1.0,
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
-                 segment_start_fraction: float | None = None, idle_tolerance: float = 0.0):
-        """`segment_start_fraction`: only the steps in the first fraction of each subtask segment (where the
+                 segment_start_fraction: float | None = None, idle_tolerance: float = 0.0,
+                 extras_per_batch: int = 0):
+        """`extras_per_batch` B > 0: every run of B consecutive samples (a DataLoader worker builds a batch's
+        samples in a row) shares one coin for subgoal images and one for memory frames, instead of one per sample.
+        The prompt is padded to the batch's longest, so one sample with memory made the whole batch pay for its
+        tokens; per batch, the same share of samples carries them at about half the cost (docs/data.md).
+        `segment_start_fraction`: only the steps in the first fraction of each subtask segment (where the
         object to go to is farthest; the image encoder's goal pretraining uses them). `with_actions=False`:
         samples without the action chunk (nothing to tokenise when only the goal is trained).
         `idle_tolerance` > 0: leave out the steps at which the robot pauses (`idle_steps`), so that a pause looks
@@ -162,6 +167,22 @@ class VLADataset(EpisodeDataset):
         self.memory_stride = max(1, int(round(memory_stride_s * rate)))
         self.image_shift = image_shift
         self.with_images = with_images
+        if extras_per_batch < 0:
+            raise ValueError(f'extras_per_batch must be >= 0 (0: a coin per sample), got {extras_per_batch}')
+        self.extras_per_batch = extras_per_batch
+        self._calls, self._batch_extras = 0, (False, False)
+
+    def _extras(self) -> tuple[bool, bool]:
+        """Whether this sample gets (subgoal images, memory frames)."""
+        def draw() -> tuple[bool, bool]:
+            return (self.subgoal_prob > 0 and _rand() < self.subgoal_prob,
+                    self.memory_prob > 0 and _rand() < self.memory_prob)
+        if not self.extras_per_batch:
+            return draw()
+        if self._calls % self.extras_per_batch == 0:
+            self._batch_extras = draw()
+        self._calls += 1
+        return self._batch_extras
 
     def subgoal_step(self, k: int, t: int, at_end: bool) -> int:
         arr = self.arrays(k)
@@ -207,10 +228,11 @@ class VLADataset(EpisodeDataset):
             del sample['actions'], sample['action_mask']
         if self.with_images:
             sample['images'] = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
-            if self.subgoal_prob > 0 and _rand() < self.subgoal_prob:
+            with_subgoal, with_memory = self._extras()
+            if with_subgoal:
                 g = self.subgoal_step(k, t, _rand() < self.subgoal_end_prob)
                 sample['subgoal_images'] = {c: np.array(arr.images[c][g]) for c in self.camera_names}
-            if self.memory_prob > 0 and _rand() < self.memory_prob:
+            if with_memory:
                 steps = self.memory_steps(t)
                 sample['memory_images'] = {c: [np.array(arr.images[c][s]) for s in steps]
                                            for c in self.camera_names}
