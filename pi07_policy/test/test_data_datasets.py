@@ -108,6 +108,24 @@ def test_subgoal_and_memory_frames(dataset_dir):
     assert set(wm[0]) == {'images', 'subgoal_images', 'subtask', 'task', 'metadata'}
 
 
+def test_subgoal_and_memory_coins_per_batch(dataset_dir):
+    """extras_per_batch: every run of B samples shares the subgoal and memory coins, so a DataLoader batch either
+    carries them in every sample or in none, at about the same overall rate as one coin per sample."""
+    torch.manual_seed(0)
+    ds = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=0.5, memory_prob=0.5, extras_per_batch=4)
+    loader = DataLoader(ds, batch_size=4, shuffle=True, num_workers=2, collate_fn=list, drop_last=True)
+    batches = [b for _ in range(3) for b in loader]
+    for key in ('subgoal_images', 'memory_images'):
+        carried = [sum(key in s for s in b) for b in batches]
+        assert set(carried) == {0, 4}, (key, carried)                      # all or none within a batch
+        assert 0.2 < np.mean(carried) / 4 < 0.8
+    per_sample = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=0.5)
+    carried = [sum('subgoal_images' in s for s in b) for b in DataLoader(per_sample, batch_size=4, collate_fn=list)]
+    assert set(carried) - {0, 4}                                           # mixed batches with a coin per sample
+    with pytest.raises(ValueError, match='extras_per_batch'):
+        VLADataset(dataset_dir, 'train', extras_per_batch=-1)
+
+
 def test_high_level_samples(dataset_dir):
     ds = HighLevelDataset(dataset_dir, 'train', step_stride=1, memory_repeat=1)
     samples = [ds[i] for i in range(len(ds))]
