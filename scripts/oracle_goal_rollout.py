@@ -1,0 +1,70 @@
+"""Diagnosis (privileged, gantry only): closed-loop rollouts of a goal-conditioned VLA whose image-encoder goal
+estimate is replaced, during pick subtasks, by the true goal from the simulator. The success it reaches bounds
+what better perception alone could give; the gap to 100 % is the action pathway's.
+
+    python scripts/oracle_goal_rollout.py --checkpoint pi07_bringup/checkpoints/sim_gantry/vla --seeds 10000 10020
+
+The goal is the gantry's state where a pick segment ends in the demonstrations: above the block at the lift
+height, the tool at the block's yaw folded into [-pi/4, pi/4), the gripper closed on a 4 cm block (the dataset's
+pick goals show z = 0.134 m and gripper = 0.512). `--noise-cm` adds Gaussian x-y error of that RMS to it."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+PICK_GOAL_Z = 0.134        # m, tcp height where a pick segment ends (after the lift)
+PICK_GOAL_GRIPPER = 0.512  # the gripper state closed on a block
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--checkpoint', required=True)
+    parser.add_argument('--seeds', type=int, nargs=2, default=[10000, 10020], metavar=('FIRST', 'END'))
+    parser.add_argument('--execute-steps', type=int, default=2)
+    parser.add_argument('--noise-cm', type=float, default=0.0)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--out', default=None, help='write results + summary as JSON here')
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from pi07_policy.data.rollout import rollout, summarize
+    from pi07_policy.models.vla.policy import VLAPolicy
+    from pi07_sim.env import TabletopEnv
+
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment='gantry')
+    model, processor = policy.model, policy.processor
+    if not model.config.goal_conditioning:
+        raise SystemExit(f'{args.checkpoint}: not a goal-conditioned VLA (--goal-conditioning)')
+    env = TabletopEnv('gantry', 'ordered_place', image_size=96)
+    rng = np.random.default_rng(0)
+    estimate = model.vision_goal
+
+    def true_pick_goal(tokens, batch):
+        goal = estimate(tokens, batch)
+        done, total = env.progress()
+        sub = env.task.subtasks[done] if done < total else None
+        if sub is None or sub.kind != 'pick':
+            return goal
+        block = env.block_position(sub.obj)
+        yaw = ((env.block_yaw(sub.obj) + np.pi / 4) % (np.pi / 2)) - np.pi / 4
+        true = np.array([block[0], block[1], PICK_GOAL_Z, yaw, PICK_GOAL_GRIPPER], np.float32)
+        true[:2] += rng.normal(size=2) * args.noise_cm / 100 / np.sqrt(2)
+        goal = goal.clone()
+        goal[0, :len(true)] = torch.as_tensor(processor._norm['state'].normalize(true), dtype=goal.dtype)
+        return goal
+
+    model.vision_goal = true_pick_goal
+    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps,
+                      metadata={'speed': 4, 'quality': 5, 'mistake': False})
+    summary = summarize(results)
+    print(json.dumps(summary))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump({'results': results, 'summary': summary, 'noise_cm': args.noise_cm}, f, indent=1)
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
