@@ -7,8 +7,10 @@
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
-# Everything runs on CPU; on the shared 2-core machine the default step counts take about 30 min per
-# embodiment (most of it the VLA). Logs and loss curves: runs/<embodiment>/<model>/.
+# Everything runs on CPU; on the shared 2-core machine the default step counts take about 41 min per
+# embodiment (31 of them the VLA). GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 takes
+# 27 min for the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
+# Logs and loss curves: runs/<embodiment>/<model>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -28,19 +30,21 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   GOAL_CONDITIONING  1: the action expert follows the image encoder's goal estimate (--goal-conditioning), from a
 #                    head that predicts the displacement to the goal from the images alone
 #                    (--vision-goal-displacement); 0: the expert reads the prefix only
+#   EXTRAS_PER_BATCH 1: subgoal / memory coins per batch, not per sample (--extras-per-batch: cheaper steps)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
-declare -A DEFAULT_VLA_STEPS=([arm7]=1600 [gantry]=1600)
+declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
 declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
-declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=2000 [gantry]=2000)
+declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
 declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
+declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
-HL_STEPS=${HL_STEPS:-2500}
+HL_STEPS=${HL_STEPS:-4000}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
 BAGS=${BAGS:-data/bags}
@@ -63,6 +67,7 @@ for E in $EMBODIMENTS; do
   IMAGE_SHIFT=$(setting IMAGE_SHIFT "$E" "${DEFAULT_IMAGE_SHIFT[$E]:-0}")
   GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
+  EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
   CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -103,6 +108,7 @@ for E in $EMBODIMENTS; do
               --no-ki --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
               --film-source subtask --idle-tolerance 2e-3)
     [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning --vision-goal-displacement)
+    [[ "$EXTRAS_PER_BATCH" == 1 ]] && VLA_ARGS+=(--extras-per-batch)
     FINAL=$CKPT/vla
     [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \

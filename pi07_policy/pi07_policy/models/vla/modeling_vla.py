@@ -262,13 +262,11 @@ class VLAModel(nn.Module):
         return self.vision_goal_head(torch.cat([summary.flatten(1), batch['state']], dim=1))
 
     def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Masked MSE to the goal state, over the samples whose prompt still names the subtask: after prompt
-        dropout the others name two blocks (or none), and regressing them pulls the heads toward the mean."""
+        """Masked MSE to the goal state. Samples whose subtask prompt dropout removed count too: the heads learn
+        the mean of the plausible goals there, which the goal-conditioned expert then reads as "unsure" (counting
+        only the samples that still name the subtask left those estimates arbitrary, and the expert worse:
+        docs/data.md, session 8)."""
         mask = batch['goal_mask'].to(pred.dtype)                                            # (B, Ds) robot's dims
-        if 'text_segments' in batch:   # dropout masks tokens (text_mask), the segments stay as collated
-            had_subtask = (batch['text_segments'] == SEGMENT_SUBTASK).any(1)                  # (B,)
-            named = ((batch['text_segments'] == SEGMENT_SUBTASK) & batch['text_mask']).any(1)
-            mask = mask * (named | ~had_subtask)[:, None].to(mask.dtype)
         return ((pred - batch['goal_state']) ** 2 * mask).sum() / mask.sum().clamp(min=1)
 
     def pretrained_encoder_prefixes(self) -> tuple[str, ...]:
