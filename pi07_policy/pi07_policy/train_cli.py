@@ -390,8 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one subgoal / memory coin per batch instead of per sample: the prompt is padded to the '
                         'batch\'s longest, so per sample nearly every batch pays for them (a step 0.73 -> 0.61 s)')
     p.add_argument('--encoder-lr-scale', type=float, default=1.0,
-                   help='LR multiplier for the image-encoder parts that goal pretraining (or --init-from) trained: '
-                        'below 1 the action losses refine its localisation instead of undoing it')
+                   help='LR multiplier for the image-encoder parts that goal pretraining (or --init-from) trained; '
+                        'its one run (0.1) did worse, as FiLM\'s inputs keep training at the full rate (docs/data.md). '
+                        'Pass the same value on --resume')
     p.add_argument('--keypoint-stride', type=int, default=0,
                    help='conv encoder: px per keypoint-map cell, a power of 2 (0: the preset\'s)')
     p.add_argument('--film-source', default=None, choices=['prompt', 'subtask'],

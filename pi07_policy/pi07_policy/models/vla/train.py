@@ -35,8 +35,8 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
     `goal_pretrain_*`: first train the image encoder alone on the goal-state target (`VLAModel.vision_goal_loss`,
     config.goal_loss_weight > 0) for that many steps on that dataset; skipped when resuming. `result.pretrain`
     holds that stage's TrainResult. `encoder_lr_scale`: LR multiplier, in the VLA stage, for the image-encoder
-    parts that goal pretraining (or the `init_weights` checkpoint) trained (`VLAModel.pretrained_encoder_prefixes`):
-    the action losses then refine the localisation instead of overwriting it."""
+    parts that goal pretraining (or the `init_weights` checkpoint) trained (`VLAModel.pretrained_encoder_prefixes`).
+    Meant to keep the pretrained localisation; its one run at 0.1 did worse (docs/data.md, session 8)."""
     if processor is None:
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
