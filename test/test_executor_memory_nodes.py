@@ -136,7 +136,8 @@ def test_executor_streams_holds_stops_and_obeys_stop_topic(stack):
     joint_value['v'] = math.nan
     nan_time = time.monotonic()
     assert probe.wait_for(lambda: any(s.level == b'\x02' and 'NaN' in s.message for s in diagnostics_of(
-        probe, diagnostics, 'chunk_executor', nan_time)), 5)
+        probe, diagnostics, 'chunk_executor', nan_time)), 5), \
+        [(s.level, s.message) for s in diagnostics_of(probe, diagnostics, 'chunk_executor', nan_time)]
     time.sleep(0.4)
     assert probe.messages(commands, time.monotonic() - 0.2) == []
     joint_value['v'] = 0.0

@@ -83,6 +83,7 @@ class ChunkExecutorNode(ManagedNode):
         ]
         self._position = None           # measured, in action order; None until all names are seen
         self._state_time = None         # monotonic time of the last good joint state
+        self._joint_state_fault = ''    # what is wrong with the latest joint state ('' when it is valid)
         self._stats = {'chunks': 0, 'rejected': 0, 'clamped_ticks': 0, 'ticks': 0, 'late_ticks': 0}
         self._chunk_times: list[float] = []
         self._last_error = ''
@@ -146,13 +147,16 @@ class ChunkExecutorNode(ManagedNode):
         if not all(name in index for name in self._state_names):
             return  # another robot part's joint states; the names we need are elsewhere
         if len(msg.position) != len(msg.name):
-            self._fault(f'joint_states has {len(msg.position)} positions for {len(msg.name)} names')
+            self._joint_state_fault = f'joint_states has {len(msg.position)} positions for {len(msg.name)} names'
+            self._fault(self._joint_state_fault)
             return
         position = np.array([msg.position[index[n]] for n in self._state_names], dtype=np.float64)
         if not np.isfinite(position).all():
             bad = [n for n, v in zip(self._names, position) if not math.isfinite(v)]
-            self._fault(f'joint_states has NaN/inf for {bad}')
+            self._joint_state_fault = f'joint_states has NaN/inf for {bad}'
+            self._fault(self._joint_state_fault)
             return
+        self._joint_state_fault = ''
         self._position = position
         self._state_time = time.monotonic()
 
@@ -170,7 +174,8 @@ class ChunkExecutorNode(ManagedNode):
     def _fault(self, reason: str) -> None:
         if self._core.state not in (ExecutorState.STOPPED, ExecutorState.INACTIVE):
             self._core.stop(reason, None)  # the measured position is not trustworthy: hold the last command
-            self._diagnostics.force_update()
+        if reason != self._last_error:
+            self._diagnostics.force_update()  # a new fault is reported now, also when already stopped
         self._error(reason)
 
     def _error(self, message: str) -> None:
@@ -219,8 +224,12 @@ class ChunkExecutorNode(ManagedNode):
         values = dict(self._stats, state=state.value, chunk_rate_hz=f'{len(recent) / 5.0:.2f}',
                       switches=self._core.switches, stop_reason=self._core.stop_reason)
         if state is ExecutorState.STOPPED:
-            return ERROR if self._core.stop_reason.startswith(('joint_states', 'no valid')) else WARN, \
-                f'stopped: {self._core.stop_reason}', values
+            reason = self._core.stop_reason
+            # A stop for one reason (e.g. a late joint state) must not hide a fault that came after it (NaN).
+            if self._joint_state_fault and self._joint_state_fault != reason:
+                reason = f'{reason}; now {self._joint_state_fault}'
+            faulted = self._joint_state_fault or self._core.stop_reason.startswith(('joint_states', 'no valid'))
+            return ERROR if faulted else WARN, f'stopped: {reason}', values
         if state is ExecutorState.HOLDING:
             return WARN, 'chunks stale: holding', values
         if self._last_error and self._stats['rejected']:
