@@ -214,3 +214,45 @@ def test_delta_actions_round_trip_and_rtc_prefix():
     obs = {'images': {'scene': np.zeros((16, 16, 3), np.uint8)}, 'state': state}
     out = policy.infer({**obs, 'prev_actions': actions[:6], 'delay_steps': 2, 'mode': 'rtc'})
     np.testing.assert_array_equal(out['actions'][:2], actions[:2])
+
+
+def test_rollout_split_over_jobs_gives_the_same_episodes(tmp_path):
+    """`rollout --jobs 2` runs each episode with noise from its own seed: the same final states as one process,
+    though each process runs other episodes before it."""
+    from pathlib import Path
+
+    from pi07_policy.data.rollout import main
+    checkpoint = Path(__file__).resolve().parents[2] / 'pi07_bringup' / 'checkpoints' / 'sim_gantry' / 'vla'
+    common = ['--checkpoint', str(checkpoint), '--embodiment', 'gantry', '--seeds', '10000', '10003',
+              '--execute-steps', '2', '--max-time-s', '1.5']
+    assert main(common + ['--out', str(tmp_path / 'one.json')]) == 0
+    assert main(common + ['--jobs', '2', '--out', str(tmp_path / 'two.json')]) == 0
+    one, two = (json.loads((tmp_path / f'{n}.json').read_text())['episodes'] for n in ('one', 'two'))
+    assert [e['seed'] for e in two] == [10000, 10001, 10002]
+    assert [e['final_state'] for e in one] == [e['final_state'] for e in two]
+    assert one[0]['final_state'] != one[1]['final_state']           # the episodes did move, differently
+    assert all(e['steps'] == 15 for e in one)
+
+
+def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
+    from pi07_policy.data.rollout import WorldModelSubgoals
+    calls = []
+
+    def generate(observation, seed=None):
+        calls.append((observation['subtask'], observation['images']['scene'][0, 0, 0]))
+        return {'subgoal_images': {'scene': observation['images']['scene'] + 1}}
+
+    subgoals = WorldModelSubgoals(generate, period_s=3.0)
+
+    def obs(t):
+        return {'time': t, 'images': {'scene': np.full((4, 4, 3), int(t * 10), np.uint8)}}
+
+    assert subgoals(obs(0.0), None) is None and calls == []          # no subtask: nothing to imagine
+    first = subgoals(obs(0.0), 'pick up the red block')
+    assert first['scene'][0, 0, 0] == 1
+    assert subgoals(obs(2.9), 'pick up the red block') is first      # within the period: the same images
+    subgoals(obs(3.0), 'pick up the red block')                       # the period is over: from the newest images
+    subgoals(obs(3.5), 'place the red block in the bowl')             # a new subtask: at once
+    assert calls == [('pick up the red block', 0), ('pick up the red block', 30),
+                     ('place the red block in the bowl', 35)]
+    assert subgoals.generated == 3

@@ -47,6 +47,30 @@ class MemoryFrames:
         return {c: [f[0]] * (self.n - len(f)) + f for c, f in self.frames.items()}
 
 
+class WorldModelSubgoals:
+    """A `subgoal_fn` as the world-model node behaves: subgoal images generated from the newest images on each new
+    subtask and every `period_s` of simulated time while it lasts, the last ones given in between. `generate` is
+    `WorldModel.generate` (dict in, dict out) or any function with its signature."""
+
+    def __init__(self, generate: Callable[..., dict], period_s: float = 3.0, task: str | None = None,
+                 seed: int | None = 0):
+        self.generate, self.period_s, self.task, self.seed = generate, float(period_s), task, seed
+        self.subtask: str | None = None
+        self.last_s = -np.inf
+        self.images: dict[str, np.ndarray] | None = None
+        self.generated = 0
+
+    def __call__(self, obs: Mapping[str, Any], subtask: str | None) -> dict[str, np.ndarray] | None:
+        if subtask is None:
+            return None
+        now = float(obs['time'])
+        if subtask != self.subtask or now - self.last_s >= self.period_s:
+            out = self.generate({'images': obs['images'], 'subtask': subtask, 'task': self.task}, seed=self.seed)
+            self.images, self.subtask, self.last_s = out['subgoal_images'], subtask, now
+            self.generated += 1
+        return self.images
+
+
 class StaleObservations:
     """Wraps an environment so the policy sees the observation of `steps` control steps ago: what a real-time
     stack whose inference takes about `steps` control periods acts on (the world does not wait for it)."""
@@ -120,6 +144,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
     return {'seed': int(seed), 'success': bool(env.success()), 'progress': done / max(total, 1),
             'subtasks_done': int(done), 'subtasks_total': int(total), 'time_s': round(float(env.time), 2),
             'steps': steps, 'instruction': task.instruction,
+            'final_state': [round(float(v), 6) for v in np.asarray(obs['state']).ravel()],
             'inference_ms_median': float(np.median(inference_ms)) if inference_ms else 0.0,
             'wall_s': round(time.perf_counter() - t0, 1)}
 
@@ -130,6 +155,9 @@ def rollout(policy, env, seeds: Iterable[int], *, progress: bool = True, **kwarg
     results = []
     bar = tqdm(list(seeds), desc='rollout', unit='episode', disable=not progress)
     for seed in bar:
+        reseed = getattr(policy, 'reseed', None)
+        if reseed is not None:   # an episode's noise depends on its seed only: the same results split over jobs
+            reseed(seed)
         results.append(run_episode(policy, env, seed, **kwargs))
         bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
     bar.close()
@@ -147,12 +175,74 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
             'seeds': [r['seed'] for r in results]}
 
 
+def _episodes_from_args(args, seeds: list[int], progress: bool = True) -> list[dict[str, Any]]:
+    """The CLI's rollout of `seeds` in this process: loads the policy and the environment `args` name."""
+    import torch
+    torch.set_num_threads(1)
+    from pi07_sim.env import TabletopEnv
+
+    from ..models.vla.policy import VLAPolicy
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment,
+                                       noise_scale=args.noise_scale)
+    hl = None
+    if args.high_level:
+        from ..models.high_level import HighLevelPolicy
+        hl = HighLevelPolicy.from_checkpoint(args.high_level)
+    world_model = None
+    if args.world_model:
+        from pi07_world_model.modeling_world_model import WorldModel
+        world_model = WorldModel.from_pretrained(args.world_model).eval()
+    env = TabletopEnv(args.embodiment, args.family, image_size=args.image_size)
+    if args.observation_delay_steps > 0:
+        env = StaleObservations(env, args.observation_delay_steps)
+    meta = None if args.no_metadata else {'speed': args.speed, 'quality': args.quality,
+                                          'mistake': bool(args.mistake)}
+    results = []
+    try:
+        for seed in seeds:   # one episode at a time: the subgoals of one episode are not shown in the next
+            subgoals = None
+            if world_model is not None:
+                subgoals = WorldModelSubgoals(lambda obs, seed: _generate(world_model, obs, seed),
+                                              args.subgoal_period_s, seed=0)
+            results += rollout(policy, env, [seed], execute_steps=args.execute_steps,
+                               subtask_source=args.subtask_source, metadata=meta, use_memory=args.memory,
+                               high_level=hl, progress=False, max_time_s=args.max_time_s, subgoal_fn=subgoals)
+            if progress:
+                ok = sum(r['success'] for r in results)
+                print(f'rollout {len(results)}/{len(seeds)}: seed {seed} '
+                      f"{'SUCCEEDED' if results[-1]['success'] else 'failed'} (success {ok}/{len(results)})",
+                      flush=True)
+    finally:
+        env.close()
+    return results
+
+
+def _generate(world_model, obs: Mapping[str, Any], seed: int | None) -> dict:
+    import torch
+    with torch.inference_mode():
+        return world_model.generate(obs, seed=seed)
+
+
+def rollout_jobs(args, seeds: list[int], jobs: int) -> list[dict[str, Any]]:
+    """`seeds` split over `jobs` processes (one torch thread each), results in seed order. Each episode's noise
+    depends on its seed only (`VLAPolicy.reseed`), so the results are those of one process."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+    shares = [seeds[i::jobs] for i in range(jobs) if seeds[i::jobs]]
+    results: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
+        futures = [pool.submit(_episodes_from_args, args, share, False) for share in shares]
+        for future in tqdm(futures, desc=f'rollout ({len(shares)} jobs)', unit='job'):
+            results += future.result()
+    return sorted(results, key=lambda r: r['seed'])
+
+
 def main(argv: list[str] | None = None) -> int:
     """python -m pi07_policy.data.rollout --checkpoint CKPT --embodiment arm7 --seeds 10000 10010 [--out f.json]"""
     import argparse
     import json
-
-    import torch
     parser = argparse.ArgumentParser(description='closed-loop rollouts of a VLA checkpoint in pi07_sim, no ROS')
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--embodiment', default='arm7')
@@ -171,26 +261,20 @@ def main(argv: list[str] | None = None) -> int:
                         help='the policy sees observations this many control steps old (real-time latency)')
     parser.add_argument('--noise-scale', type=float, default=1.0,
                         help='scale of the initial flow noise (0: deterministic chunks)')
+    parser.add_argument('--world-model', default=None,
+                        help='world-model checkpoint: subgoal images in the prompt, made as the world-model node does')
+    parser.add_argument('--subgoal-period-s', type=float, default=3.0,
+                        help='with --world-model: regenerate this often while a subtask lasts (and on a new one)')
+    parser.add_argument('--max-time-s', type=float, default=None,
+                        help='end each episode after this much simulated time (default: the task\'s own limit)')
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='split the seeds over this many processes (one torch thread each; same results)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    from pi07_sim.env import TabletopEnv
-
-    from ..models.vla.policy import VLAPolicy
-    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment,
-                                       noise_scale=args.noise_scale)
-    hl = None
-    if args.high_level:
-        from ..models.high_level import HighLevelPolicy
-        hl = HighLevelPolicy.from_checkpoint(args.high_level)
-    env = TabletopEnv(args.embodiment, args.family, image_size=args.image_size)
-    if args.observation_delay_steps > 0:
-        env = StaleObservations(env, args.observation_delay_steps)
-    meta = None if args.no_metadata else {'speed': args.speed, 'quality': args.quality,
-                                          'mistake': bool(args.mistake)}
-    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps,
-                      subtask_source=args.subtask_source, metadata=meta, use_memory=args.memory, high_level=hl)
-    env.close()
+    if args.jobs < 1:
+        parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    seeds = list(range(*args.seeds))
+    results = rollout_jobs(args, seeds, args.jobs) if args.jobs > 1 else _episodes_from_args(args, seeds)
     summary = summarize(results)
     print(json.dumps(summary))
     if args.out:

@@ -34,10 +34,17 @@ class VLAPolicy:
         self.config: VLAConfig = model.config
         self.num_steps = num_steps or self.config.num_flow_steps
         self.max_guidance = max_guidance
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if not noise_scale >= 0:
             raise ValueError(f'noise_scale must be >= 0 (0: deterministic chunks), got {noise_scale}')
         self.noise_scale = float(noise_scale)
+
+    def reseed(self, episode_seed: int) -> None:
+        """Restart the flow noise from (policy seed, episode seed): an episode's chunks then do not depend on which
+        episodes ran before it in this process (rollouts split over processes give the same results)."""
+        if self.seed is not None:
+            self.generator.manual_seed(self.seed * 1_000_003 + int(episode_seed))
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, directory: str | Path, profile: str | Path | None = None) -> Path:
