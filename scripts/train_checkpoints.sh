@@ -8,7 +8,7 @@
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
 # Everything runs on CPU; on the shared 2-core machine the default step counts take about 41 min per
-# embodiment (31 of them the VLA). GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 takes
+# embodiment (31 of them the VLA), and 9 min more for the gantry's fine-tune with subgoals and memory. GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 takes
 # 27 min for the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
 # Logs and loss curves: runs/<embodiment>/<model>/.
 set -euo pipefail
@@ -33,6 +33,10 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   EXTRAS_PER_BATCH 1: subgoal / memory coins per batch, not per sample (--extras-per-batch: cheaper steps)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
+#   EXTRAS_FINETUNE_STEPS  then this many steps at EXTRAS_FINETUNE_LR with subgoal images and memory frames in
+#                    half of the batches each (0: none). The first stage gives them to 10 % / 5 % of the samples,
+#                    so the full stack's prompt (metadata + subgoals + memory) was rarely seen: without ROS the
+#                    gantry VLA finished 0 of 40 episodes with it against 12 of 40 without (docs/data.md, session 9)
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
 declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
@@ -42,6 +46,8 @@ declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
+declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=0 [gantry]=600)
+EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
@@ -68,6 +74,7 @@ for E in $EMBODIMENTS; do
   GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
+  EXTRAS_FINETUNE_STEPS=$(setting EXTRAS_FINETUNE_STEPS "$E" "${DEFAULT_EXTRAS_FINETUNE_STEPS[$E]:-0}")
   CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -109,18 +116,27 @@ for E in $EMBODIMENTS; do
               --film-source subtask --idle-tolerance 2e-3)
     [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning --vision-goal-displacement)
     [[ "$EXTRAS_PER_BATCH" == 1 ]] && VLA_ARGS+=(--extras-per-batch)
-    FINAL=$CKPT/vla
-    [[ "$DAGGER_EPISODES" -gt 0 ]] && FINAL=$RUNS/$E/vla_round0_export
+    # each stage exports where the next one starts; the last one exports the shipped checkpoint
+    LATEST=$RUNS/$E/vla_round0_export
+    [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
-        --export "$FINAL" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
+        --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
-      python -m pi07_policy.data.dagger --checkpoint "$FINAL" --embodiment "$E" -o "$BAGS/$E/takeover" \
+      python -m pi07_policy.data.dagger --checkpoint "$LATEST" --embodiment "$E" -o "$BAGS/$E/takeover" \
           --episodes "$DAGGER_EPISODES" --seed 20000
       python -m pi07_policy.data.convert "${DAGGER_SOURCES[@]}" -o "$DATASETS/${E}_dagger" \
           --profile "$P" --seed 0
+      NEXT=$CKPT/vla
+      [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_dagger_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/${E}_dagger" \
-          --out "$RUNS/$E/vla_dagger" --export "$CKPT/vla" --init-from "$FINAL" --steps "$DAGGER_STEPS" \
+          --out "$RUNS/$E/vla_dagger" --export "$NEXT" --init-from "$LATEST" --steps "$DAGGER_STEPS" \
           --lr "$DAGGER_LR" --flow-samples 4
+      LATEST=$NEXT
+    fi
+    if [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]]; then
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" \
+          --out "$RUNS/$E/vla_extras" --export "$CKPT/vla" --init-from "$LATEST" --steps "$EXTRAS_FINETUNE_STEPS" \
+          --lr "$EXTRAS_FINETUNE_LR" --subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
