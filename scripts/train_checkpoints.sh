@@ -7,9 +7,10 @@
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
-# Everything runs on CPU; on the shared 2-core machine the default step counts take about 41 min per
-# embodiment (31 of them the VLA), and 9 min more for the gantry's fine-tune with subgoals and memory. GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 takes
-# 27 min for the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
+# Everything runs on CPU; on the shared 2-core machine the default step counts take about 50 min per
+# embodiment (40 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory).
+# GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
+# the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
 # Logs and loss curves: runs/<embodiment>/<model>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,7 @@ declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
-declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=0 [gantry]=600)
+declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
