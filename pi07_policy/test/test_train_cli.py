@@ -240,6 +240,7 @@ def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
 
     def generate(observation, seed=None):
         calls.append((observation['subtask'], observation['images']['scene'][0, 0, 0]))
+        assert observation['task'] == 'put the red block in the bowl' and observation['metadata'] == {'quality': 5}
         return {'subgoal_images': {'scene': observation['images']['scene'] + 1}}
 
     subgoals = WorldModelSubgoals(generate, period_s=3.0)
@@ -247,12 +248,13 @@ def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
     def obs(t):
         return {'time': t, 'images': {'scene': np.full((4, 4, 3), int(t * 10), np.uint8)}}
 
-    assert subgoals(obs(0.0), None) is None and calls == []          # no subtask: nothing to imagine
-    first = subgoals(obs(0.0), 'pick up the red block')
+    task, meta = 'put the red block in the bowl', {'quality': 5}
+    assert subgoals(obs(0.0), None, task, meta) is None and calls == []   # no subtask: nothing to imagine
+    first = subgoals(obs(0.0), 'pick up the red block', task, meta)
     assert first['scene'][0, 0, 0] == 1
-    assert subgoals(obs(2.9), 'pick up the red block') is first      # within the period: the same images
-    subgoals(obs(3.0), 'pick up the red block')                       # the period is over: from the newest images
-    subgoals(obs(3.5), 'place the red block in the bowl')             # a new subtask: at once
+    assert subgoals(obs(2.9), 'pick up the red block', task, meta) is first   # within the period: the same images
+    subgoals(obs(3.0), 'pick up the red block', task, meta)            # the period is over: from the newest images
+    subgoals(obs(3.5), 'place the red block in the bowl', task, meta)  # a new subtask: at once
     assert calls == [('pick up the red block', 0), ('pick up the red block', 30),
                      ('place the red block in the bowl', 35)]
     assert subgoals.generated == 3

@@ -15,7 +15,7 @@ the subtask, from `subtask_source`:
   'high_level' a HighLevelPolicy decodes it from the images every `high_level_period_s`
   'none'       no subtask in the prompt
 Short-term memory frames (as pi07_memory keeps them) are given with `use_memory`; subgoal images with a
-`subgoal_fn(obs, subtask) -> {cam: uint8}` (e.g. a world model's generate).
+`subgoal_fn(obs, subtask, task, metadata) -> {cam: uint8}` (`WorldModelSubgoals`: a world model's generate).
 The policy never sees object poses: images, joint state and text only.
 """
 from __future__ import annotations
@@ -48,24 +48,26 @@ class MemoryFrames:
 
 
 class WorldModelSubgoals:
-    """A `subgoal_fn` as the world-model node behaves: subgoal images generated from the newest images on each new
-    subtask and every `period_s` of simulated time while it lasts, the last ones given in between. `generate` is
-    `WorldModel.generate` (dict in, dict out) or any function with its signature."""
+    """A `subgoal_fn` as the world-model node behaves: subgoal images generated from the newest images, the subtask,
+    the task and its metadata on each new subtask and every `period_s` of simulated time while it lasts, the last
+    ones given in between. `generate` is `WorldModel.generate` (dict in, dict out) or any function with its
+    signature."""
 
-    def __init__(self, generate: Callable[..., dict], period_s: float = 3.0, task: str | None = None,
-                 seed: int | None = 0):
-        self.generate, self.period_s, self.task, self.seed = generate, float(period_s), task, seed
+    def __init__(self, generate: Callable[..., dict], period_s: float = 3.0, seed: int | None = 0):
+        self.generate, self.period_s, self.seed = generate, float(period_s), seed
         self.subtask: str | None = None
         self.last_s = -np.inf
         self.images: dict[str, np.ndarray] | None = None
         self.generated = 0
 
-    def __call__(self, obs: Mapping[str, Any], subtask: str | None) -> dict[str, np.ndarray] | None:
+    def __call__(self, obs: Mapping[str, Any], subtask: str | None, task: str | None = None,
+                 metadata: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
         if subtask is None:
             return None
         now = float(obs['time'])
         if subtask != self.subtask or now - self.last_s >= self.period_s:
-            out = self.generate({'images': obs['images'], 'subtask': subtask, 'task': self.task}, seed=self.seed)
+            out = self.generate({'images': obs['images'], 'subtask': subtask, 'task': task, 'metadata': metadata},
+                                seed=self.seed)
             self.images, self.subtask, self.last_s = out['subgoal_images'], subtask, now
             self.generated += 1
         return self.images
@@ -130,7 +132,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             if memory is not None:
                 request['memory_images'] = memory.get()
             if subgoal_fn is not None:
-                request['subgoal_images'] = subgoal_fn(obs, subtask)
+                request['subgoal_images'] = subgoal_fn(obs, subtask, request['task'], meta)
             out = policy.infer(request)
             chunk, used = out['actions'], 0
             inference_ms.append(out['inference_ms'])
