@@ -31,6 +31,9 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #   GOAL_CONDITIONING  1: the action expert follows the image encoder's goal estimate (--goal-conditioning), from a
 #                    head that predicts the displacement to the goal from the images alone
 #                    (--vision-goal-displacement); 0: the expert reads the prefix only
+#   DART_EPISODES    ordered_place demonstrations of the `dart` expert variant (seeds 3000..): clean commands,
+#                    executed with a smooth offset of a few cm, so the labels lead back to the path from off it
+#                    (DART; docs/sim.md); the failed ones are left out of the dataset
 #   EXTRAS_PER_BATCH 1: subgoal / memory coins per batch, not per sample (--extras-per-batch: cheaper steps)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
@@ -46,6 +49,7 @@ declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
 declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
+declare -A DEFAULT_DART_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
@@ -74,6 +78,7 @@ for E in $EMBODIMENTS; do
   IMAGE_SHIFT=$(setting IMAGE_SHIFT "$E" "${DEFAULT_IMAGE_SHIFT[$E]:-0}")
   GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
+  DART_EPISODES=$(setting DART_EPISODES "$E" "${DEFAULT_DART_EPISODES[$E]:-0}")
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
   EXTRAS_FINETUNE_STEPS=$(setting EXTRAS_FINETUNE_STEPS "$E" "${DEFAULT_EXTRAS_FINETUNE_STEPS[$E]:-0}")
   CKPT=$CHECKPOINTS/$P
@@ -96,11 +101,20 @@ for E in $EMBODIMENTS; do
         --variants recover --episodes 60 --seed 3000 || echo "collect: some recover episodes failed"
     SOURCES+=("$BAGS/$E/recover")
   fi
+  CONVERT_ARGS=()
+  if [[ "$DART_EPISODES" -gt 0 ]]; then
+    python -m pi07_sim.collect -o "$BAGS/$E/dart" --embodiments "$E" --families ordered_place \
+        --variants dart --episodes "$DART_EPISODES" --seed 3000 || echo "collect: some dart episodes failed (left out)"
+    for ((i = 0; i < DART_EPISODES; i++)); do
+      SOURCES+=("$(printf '%s/%s/dart/%s_ordered_place_dart_s%04d' "$BAGS" "$E" "$E" $((3000 + i)))")
+    done
+    CONVERT_ARGS+=(--only-successful)   # every other source succeeds; a failed dart episode ended stuck
+  fi
   SOURCES+=("$BAGS/$E/restore")
   DAGGER_SOURCES=("${SOURCES[@]}" "$BAGS/$E/takeover" "$BAGS/$E/variants")
   SOURCES+=("$BAGS/$E/variants")
   # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
-  python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
+  python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0 "${CONVERT_ARGS[@]}"
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
   #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: Knowledge Insulation protects a
@@ -126,7 +140,7 @@ for E in $EMBODIMENTS; do
       python -m pi07_policy.data.dagger --checkpoint "$LATEST" --embodiment "$E" -o "$BAGS/$E/takeover" \
           --episodes "$DAGGER_EPISODES" --seed 20000
       python -m pi07_policy.data.convert "${DAGGER_SOURCES[@]}" -o "$DATASETS/${E}_dagger" \
-          --profile "$P" --seed 0
+          --profile "$P" --seed 0 "${CONVERT_ARGS[@]}"
       NEXT=$CKPT/vla
       [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_dagger_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/${E}_dagger" \

@@ -107,7 +107,7 @@ def record_episode(env: TabletopEnv, out_dir: Path, variant: str, seed: int, ind
                 subtask_index += 1
                 subtask_text = text
                 rec.write('subtask', rm.subtask_msg(tid, text, subtask_index, base_s + t), t)
-            env.set_target(action)
+            env.set_target(expert.executed_action(action))   # the recorded command stays the expert's (dart)
             for _ in range(substeps):
                 env.advance(env.control_period / substeps)
                 ts = env.time

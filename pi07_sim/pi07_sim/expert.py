@@ -9,8 +9,15 @@ the outcome of every grasp and placement, and retries what failed, which is also
 recovers from its deliberately missed first grasp. Variants are labelled with pi0.7-style metadata.
 
 The `recover` variant pushes its own setpoint off course now and then (a step of a few cm, smaller near the
-objects, never while the gripper closes or opens) and then corrects it as usual: demonstrations of getting back
-on track from states a clean expert never visits, against a learned policy's compounding errors (DART).
+objects, never while the gripper closes or opens) and then corrects it as usual; each push is a bad command in
+the recording.
+
+The `dart` variant (DART, Laskey et al. 2017) keeps its commands clean and disturbs their *execution* instead:
+the robot is sent `expert.executed_action(action)`, the command plus a smooth random offset of a few cm, while the
+recording keeps `action`. The robot is then off the expert's path, and the recorded command (relative to the
+measured state, as the policy learns it) leads back to it: labels that correct, in the states a policy that is
+a few cm off visits. The offset fades out as the tool nears a grasp or release, and is zero while the gripper
+closes or opens, so the grasps themselves are the expert's.
 """
 from __future__ import annotations
 
@@ -38,6 +45,7 @@ class ExpertVariant:
     speed: int  # EpisodeMetadata speed bin 1..5
     quality: int  # EpisodeMetadata quality 1..5
     perturb_m: float = 0.0  # size of the occasional setpoint push the expert then corrects (m); 0 = never
+    disturb_m: float = 0.0  # std of the smooth offset added to the executed command, not the recorded one (m)
 
 
 VARIANTS = {
@@ -47,8 +55,13 @@ VARIANTS = {
     'noisy': ExpertVariant('noisy', 1.0, 0.012, False, speed=3, quality=2),
     'mistake': ExpertVariant('mistake', 1.0, 0.0, True, speed=3, quality=3),
     'recover': ExpertVariant('recover', 1.0, 0.0, False, speed=4, quality=4, perturb_m=0.04),
+    # the recorded commands are the clean expert's: its metadata is the expert's
+    'dart': ExpertVariant('dart', 1.0, 0.0, False, speed=4, quality=5, disturb_m=0.03),
 }
 PERTURB_INTERVAL_S = (1.0, 2.5)  # time between two pushes of the recover variant
+DISTURB_CORRELATION_S = 0.6  # time constant of the dart variant's offset (an Ornstein-Uhlenbeck process)
+DISTURB_Z_SCALE = 0.3  # its vertical part, relative to the horizontal one
+DISTURB_FADE_M = 0.04  # it fades out over the setpoint's last cm before a precise waypoint (grasp, release)
 
 
 def variant_metadata(variant: str | ExpertVariant) -> dict:
@@ -96,6 +109,8 @@ class ScriptedExpert:
         self.setpoint_yaw = yaw
         self.gripper = 0.0
         self.noise = np.zeros(3)
+        self.disturbance = np.zeros(3)  # dart: the OU process, and the part of it applied now
+        self.execution_offset = np.zeros(3)
         self.next_push_s = self.rng.uniform(*PERTURB_INTERVAL_S)
         self.joint_command = self.env.home.copy() if self.env.embodiment == 'arm7' else None
 
@@ -243,6 +258,37 @@ class ScriptedExpert:
         if self.variant.noise_m > 0:  # smooth (Ornstein-Uhlenbeck) wobble, damped near the objects
             sigma = self.variant.noise_m * (0.25 if wp.precise else 1.0)
             self.noise = 0.7 * self.noise + np.sqrt(1 - 0.7 ** 2) * self.rng.normal(0.0, sigma, 3)
+        if self.variant.disturb_m > 0:
+            self._update_disturbance(wp)
+
+    def _update_disturbance(self, wp: Waypoint) -> None:
+        """dart: advance the offset of the executed command; none during a hold (the gripper closing or opening),
+        fading over the last DISTURB_FADE_M of the way to a precise waypoint (the tool arrives where the expert
+        meant it to)."""
+        rho = float(np.exp(-self.dt / DISTURB_CORRELATION_S))
+        sigma = self.variant.disturb_m * np.array([1.0, 1.0, DISTURB_Z_SCALE])
+        self.disturbance = rho * self.disturbance + np.sqrt(1 - rho ** 2) * self.rng.normal(0.0, sigma)
+        envelope = 1.0
+        if wp.hold_s > 0:
+            envelope = 0.0
+        elif wp.precise:
+            envelope = float(np.clip(np.linalg.norm(wp.position - self.setpoint) / DISTURB_FADE_M, 0.0, 1.0))
+        self.execution_offset = envelope * self.disturbance
+
+    def executed_action(self, action: np.ndarray) -> np.ndarray:
+        """What to send the robot for `action` (what `act` returned, the command to record): the same, except in
+        the dart variant, whose current offset moves the tool target (through the inverse kinematics on the arm)."""
+        if not self.execution_offset.any():
+            return action
+        target = self.setpoint + self.noise + self.execution_offset
+        target[2] = max(target[2], BLOCK_HALF)
+        spec = self.env.action_spec
+        if self.env.embodiment == 'arm7':
+            joints = self.env.ik.solve(target, self.setpoint_yaw, self.joint_command)
+            executed = np.concatenate([joints, [self.gripper]])
+        else:
+            executed = np.array([*target, self.setpoint_yaw, self.gripper])
+        return np.clip(executed, spec.low, spec.high)
 
     def _maybe_push(self, wp: Waypoint) -> None:
         """recover variant: every few seconds move the setpoint off course (horizontally, and up or down when
@@ -281,7 +327,7 @@ def run_episode(env, variant: str = 'expert', seed: int = 0, render: bool = Fals
     steps = 0
     while not env.done():
         action, _ = expert.act()
-        env.set_target(action)
+        env.set_target(expert.executed_action(action))
         env.advance(env.control_period)
         if render:
             env.observe()

@@ -62,6 +62,11 @@ class ExpertNode(LifecycleNode):
         if self.param('variant') not in VARIANTS:
             self.get_logger().error(f'unknown variant {self.param("variant")!r}')
             return TransitionCallbackReturn.FAILURE
+        if VARIANTS[self.param('variant')].disturb_m > 0:
+            # one command topic carries both what the robot runs and what a recorder keeps: sending the disturbed
+            # command would record it as the label, so the disturbance is left to `collect`
+            self.get_logger().warning(f'variant {self.param("variant")!r}: its execution disturbance is applied by '
+                                      '`collect` only; this node sends the clean commands')
         self.task: Task | None = None
         self.joint_state: JointState | None = None
         self.object_poses: np.ndarray | None = None

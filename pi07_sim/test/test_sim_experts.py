@@ -4,6 +4,7 @@ import pytest
 
 from pi07_sim.env import TabletopEnv
 from pi07_sim.expert import VARIANTS, make_expert, run_episode, variant_metadata
+from pi07_sim.scene import BLOCK_HALF
 from pi07_sim.tasks import FAMILIES
 
 
@@ -68,6 +69,39 @@ def test_recover_variant_is_pushed_off_course_and_still_succeeds():
         setpoints.append(expert.setpoint.copy())
     assert pushes >= 2 and env.success()
     assert variant_metadata('recover')['quality'] < 5
+
+
+@pytest.mark.parametrize('embodiment', ['arm7', 'gantry'])
+def test_dart_variant_disturbs_the_execution_not_the_commands(embodiment):
+    """dart: the robot runs off the expert's path by a few cm while the recorded commands stay the clean expert's
+    (the same as the plain expert's wherever the tool is: relative to the state they point back to the path);
+    no offset while the gripper closes or opens, and the task still succeeds."""
+    env = TabletopEnv(embodiment, 'ordered_place', render=False)
+    env.reset(seed=5)
+    expert = make_expert(env, 'dart', seed=5)
+    offsets, tool_errors, hold_offsets = [], [], []
+    while not env.timed_out() and not (expert.subtask is None and env.success()):
+        action, _ = expert.act()
+        executed = expert.executed_action(action)
+        if embodiment == 'gantry':   # the command is the expert's tool setpoint; the executed one is moved off it
+            clean = expert.setpoint.copy()
+            clean[2] = max(clean[2], BLOCK_HALF)
+            assert np.allclose(action[:3], clean)
+            offsets.append(np.linalg.norm(executed[:2] - action[:2]))
+        else:
+            offsets.append(np.linalg.norm(executed[:7] - action[:7]))
+        if expert.waypoints and expert.waypoints[0].hold_s > 0:
+            hold_offsets.append(np.abs(executed - action).max())
+        env.set_target(executed)
+        env.advance(env.control_period)
+        tool_errors.append(np.linalg.norm(env.tcp_pose()[0][:2] - expert.setpoint[:2]))
+    assert env.success()
+    assert np.percentile(offsets, 90) > (0.02 if embodiment == 'gantry' else 0.01)
+    assert np.percentile(tool_errors, 90) > 0.015       # the robot really is off the expert's path
+    assert hold_offsets and max(hold_offsets) == 0.0   # grasps and releases are the expert's own
+    assert variant_metadata('dart') == {**variant_metadata('expert'), 'variant': 'dart'}
+    plain = make_expert(env, 'expert', seed=5)
+    assert np.array_equal(plain.executed_action(np.ones(3)), np.ones(3))   # other variants execute what they say
 
 
 def _finish(env, expert) -> dict:
