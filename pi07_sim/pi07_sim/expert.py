@@ -275,21 +275,6 @@ class ScriptedExpert:
             envelope = float(np.clip(np.linalg.norm(wp.position - self.setpoint) / DISTURB_FADE_M, 0.0, 1.0))
         self.execution_offset = envelope * self.disturbance
 
-    def executed_action(self, action: np.ndarray) -> np.ndarray:
-        """What to send the robot for `action` (what `act` returned, the command to record): the same, except in
-        the dart variant, whose current offset moves the tool target (through the inverse kinematics on the arm)."""
-        if not self.execution_offset.any():
-            return action
-        target = self.setpoint + self.noise + self.execution_offset
-        target[2] = max(target[2], BLOCK_HALF)
-        spec = self.env.action_spec
-        if self.env.embodiment == 'arm7':
-            joints = self.env.ik.solve(target, self.setpoint_yaw, self.joint_command)
-            executed = np.concatenate([joints, [self.gripper]])
-        else:
-            executed = np.array([*target, self.setpoint_yaw, self.gripper])
-        return np.clip(executed, spec.low, spec.high)
-
     def _maybe_push(self, wp: Waypoint) -> None:
         """recover variant: every few seconds move the setpoint off course (horizontally, and up or down when
         away from the objects); the waypoint logic then brings it back. Not during a grasp or release."""
@@ -303,16 +288,28 @@ class ScriptedExpert:
         self.setpoint = self.setpoint + push
         self.setpoint[2] = max(self.setpoint[2], BLOCK_HALF + GRASP_HEIGHT)
 
-    def _action(self) -> np.ndarray:
-        target = self.setpoint + self.noise
+    def executed_action(self, action: np.ndarray) -> np.ndarray:
+        """What to send the robot for `action` (what `act` returned, the command to record): the same, except in
+        the dart variant, whose current offset moves the tool target (through the inverse kinematics on the arm)."""
+        if not self.execution_offset.any():
+            return action
+        return self._command(self.execution_offset)[0]
+
+    def _command(self, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The action for the setpoint (+ noise) moved by `offset`, and the arm's joint solution (None: gantry)."""
+        target = self.setpoint + self.noise + offset
         target[2] = max(target[2], BLOCK_HALF)
         spec = self.env.action_spec
         if self.env.embodiment == 'arm7':
-            self.joint_command = self.env.ik.solve(target, self.setpoint_yaw, self.joint_command)
-            action = np.concatenate([self.joint_command, [self.gripper]])
-        else:
-            action = np.array([*target, self.setpoint_yaw, self.gripper])
-        return np.clip(action, spec.low, spec.high)
+            joints = self.env.ik.solve(target, self.setpoint_yaw, self.joint_command)
+            return np.clip(np.concatenate([joints, [self.gripper]]), spec.low, spec.high), joints
+        return np.clip(np.array([*target, self.setpoint_yaw, self.gripper]), spec.low, spec.high), None
+
+    def _action(self) -> np.ndarray:
+        action, joints = self._command(np.zeros(3))
+        if joints is not None:   # the next solve starts from this one
+            self.joint_command = joints
+        return action
 
 
 def make_expert(env, variant: str = 'expert', seed: int = 0) -> ScriptedExpert:
