@@ -33,7 +33,8 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #                    (--vision-goal-displacement); 0: the expert reads the prefix only
 #   DART_EPISODES    ordered_place demonstrations of the `dart` expert variant (seeds 3000..): clean commands,
 #                    executed with a smooth offset of a few cm, so the labels lead back to the path from off it
-#                    (DART; docs/sim.md); the failed ones are left out of the dataset
+#                    (DART; docs/sim.md); the failed ones are left out. They go into a second dataset,
+#                    $DATASETS/<e>_dart, for the VLA only
 #   EXTRAS_PER_BATCH 1: subgoal / memory coins per batch, not per sample (--extras-per-batch: cheaper steps)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
@@ -101,20 +102,30 @@ for E in $EMBODIMENTS; do
         --variants recover --episodes 60 --seed 3000 || echo "collect: some recover episodes failed"
     SOURCES+=("$BAGS/$E/recover")
   fi
+  # the VLA's sources: the same, with the dart demonstrations after the expert's (its dataset is a second one, so
+  # the high-level decoder and the world model keep the data they were trained and measured on)
+  VLA_SOURCES=("${SOURCES[@]}")
+  VLA_DATASET=$DATASETS/$E
   CONVERT_ARGS=()
   if [[ "$DART_EPISODES" -gt 0 ]]; then
     python -m pi07_sim.collect -o "$BAGS/$E/dart" --embodiments "$E" --families ordered_place \
         --variants dart --episodes "$DART_EPISODES" --seed 3000 || echo "collect: some dart episodes failed (left out)"
     for ((i = 0; i < DART_EPISODES; i++)); do
-      SOURCES+=("$(printf '%s/%s/dart/%s_ordered_place_dart_s%04d' "$BAGS" "$E" "$E" $((3000 + i)))")
+      VLA_SOURCES+=("$(printf '%s/%s/dart/%s_ordered_place_dart_s%04d' "$BAGS" "$E" "$E" $((3000 + i)))")
     done
+    VLA_DATASET=$DATASETS/${E}_dart
     CONVERT_ARGS+=(--only-successful)   # every other source succeeds; a failed dart episode ended stuck
   fi
-  SOURCES+=("$BAGS/$E/restore")
-  DAGGER_SOURCES=("${SOURCES[@]}" "$BAGS/$E/takeover" "$BAGS/$E/variants")
-  SOURCES+=("$BAGS/$E/variants")
-  # 2. bags -> dataset (10 % of the episodes held out for validation, split seed 0)
-  python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0 "${CONVERT_ARGS[@]}"
+  SOURCES+=("$BAGS/$E/restore" "$BAGS/$E/variants")
+  VLA_SOURCES+=("$BAGS/$E/restore")
+  DAGGER_SOURCES=("${VLA_SOURCES[@]}" "$BAGS/$E/takeover" "$BAGS/$E/variants")
+  VLA_SOURCES+=("$BAGS/$E/variants")
+  # 2. bags -> datasets (10 % of the episodes held out for validation, split seed 0)
+  python -m pi07_policy.data.convert "${SOURCES[@]}" -o "$DATASETS/$E" --profile "$P" --seed 0
+  if [[ "$VLA_DATASET" != "$DATASETS/$E" ]]; then
+    python -m pi07_policy.data.convert "${VLA_SOURCES[@]}" -o "$VLA_DATASET" --profile "$P" --seed 0 \
+        "${CONVERT_ARGS[@]}"
+  fi
   # 3. the VLA: tiny_conv preset (conv image encoder with FiLM + keypoints), 64 px, chunks of 10 steps (1 s),
   #    joint/axis actions relative to the state, on the ordered-place episodes (expert, variants, and recover
   #    where collected). Flow + FAST without Knowledge Insulation (--no-ki: Knowledge Insulation protects a
@@ -134,7 +145,7 @@ for E in $EMBODIMENTS; do
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
     [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
-    $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" --out "$RUNS/$E/vla" \
+    $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" --out "$RUNS/$E/vla" \
         --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
       python -m pi07_policy.data.dagger --checkpoint "$LATEST" --embodiment "$E" -o "$BAGS/$E/takeover" \
@@ -149,7 +160,7 @@ for E in $EMBODIMENTS; do
       LATEST=$NEXT
     fi
     if [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]]; then
-      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/$E" \
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_extras" --export "$CKPT/vla" --init-from "$LATEST" --steps "$EXTRAS_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" --subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch
     fi
