@@ -28,9 +28,12 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #                    the VLA's own steps (0: none)
 #   IMAGE_SHIFT      random-shift augmentation of the VLA's images, px (a fixed scene camera maps pixels to table
 #                    positions: a shift hides where the blocks are, docs/data.md)
-#   GOAL_CONDITIONING  1: the action expert follows the image encoder's goal estimate (--goal-conditioning), from a
-#                    head that predicts the displacement to the goal from the images alone
-#                    (--vision-goal-displacement); 0: the expert reads the prefix only
+#   GOAL_CONDITIONING  1: the action expert follows the image encoder's goal estimate (--goal-conditioning);
+#                    0: the expert reads the prefix only
+#   GOAL_HEAD        what that goal head reads: displacement (--vision-goal-displacement: the displacement to the
+#                    goal from the images alone, so it cannot follow the robot; the gantry's axes are seen in the
+#                    image) or state (the images and the joint state: a 7-joint arm's joint displacement needs
+#                    its joint configuration, which the images show poorly)
 #   DART_EPISODES    ordered_place demonstrations of the `dart` expert variant (seeds 3000..): clean commands,
 #                    executed with a smooth offset of a few cm, so the labels lead back to the path from off it
 #                    (DART; docs/sim.md); the failed ones are left out. They go into a second dataset,
@@ -49,6 +52,7 @@ declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
 declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
 declare -A DEFAULT_IMAGE_SHIFT=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
+declare -A DEFAULT_GOAL_HEAD=([arm7]=displacement [gantry]=displacement)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_DART_EPISODES=([arm7]=200 [gantry]=200)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
@@ -78,6 +82,8 @@ for E in $EMBODIMENTS; do
   GOAL_PRETRAIN_STEPS=$(setting GOAL_PRETRAIN_STEPS "$E" "${DEFAULT_GOAL_PRETRAIN_STEPS[$E]:-4000}")
   IMAGE_SHIFT=$(setting IMAGE_SHIFT "$E" "${DEFAULT_IMAGE_SHIFT[$E]:-0}")
   GOAL_CONDITIONING=$(setting GOAL_CONDITIONING "$E" "${DEFAULT_GOAL_CONDITIONING[$E]:-1}")
+  GOAL_HEAD=$(setting GOAL_HEAD "$E" "${DEFAULT_GOAL_HEAD[$E]:-displacement}")
+  [[ "$GOAL_HEAD" == displacement || "$GOAL_HEAD" == state ]] || { echo "GOAL_HEAD: displacement or state, got $GOAL_HEAD" >&2; exit 2; }
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   DART_EPISODES=$(setting DART_EPISODES "$E" "${DEFAULT_DART_EPISODES[$E]:-0}")
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
@@ -140,7 +146,8 @@ for E in $EMBODIMENTS; do
               --memory-prob 0.05 --image-shift "$IMAGE_SHIFT" --include ordered_place --workers 1 --threads 2
               --no-ki --flow-samples "$FLOW_SAMPLES" --seed "$SEED" --goal-weight 1 --keypoint-stride 4
               --film-source subtask --idle-tolerance 2e-3)
-    [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning --vision-goal-displacement)
+    [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning)
+    [[ "$GOAL_HEAD" == displacement ]] && VLA_ARGS+=(--vision-goal-displacement)
     [[ "$EXTRAS_PER_BATCH" == 1 ]] && VLA_ARGS+=(--extras-per-batch)
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export

@@ -18,6 +18,19 @@ def param(node, name: str):
     return node.get_parameter(name).value
 
 
+TORCH_THREADS_HELP = ('CPU threads of torch in this process (0: torch\'s default, one per core). One per model node '
+                      'stops model nodes that share a CPU from slowing each other down by oversubscribing its cores.')
+
+
+def set_torch_threads(count: int) -> None:
+    """torch.set_num_threads(count) for count > 0; 0 leaves torch's default. Process-wide, so a model node calls
+    it before loading its model (one node per process, as the launch files run them)."""
+    if count > 0:
+        import torch
+
+        torch.set_num_threads(int(count))
+
+
 def stamp_to_sec(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 

@@ -13,7 +13,15 @@ from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.images import resize_rgb, rgb_to_image
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
-from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
+from pi07_common.node_utils import (
+    TORCH_THREADS_HELP,
+    declare,
+    param,
+    run_node,
+    sec_to_stamp,
+    set_torch_threads,
+    stamp_to_sec,
+)
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -34,10 +42,12 @@ class WorldModelNode(WorkerNode):
         declare(self, 'flow_steps', 0, 'Euler steps of the generator (0: the checkpoint\'s default).')
         declare(self, 'max_input_age_s', 1.0, 'Images older than this are stale: nothing is generated.')
         declare(self, 'seed', 0, 'Seed of the generator noise (-1: random).')
+        declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         self._model = None
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         path = param(self, 'checkpoint')
+        set_torch_threads(int(param(self, 'torch_threads')))
         try:
             from pi07_policy.checkpoint import load_checkpoint
             from pi07_world_model.modeling_world_model import WorldModel

@@ -18,7 +18,15 @@ from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.images import ImageError, image_to_rgb
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
-from pi07_common.node_utils import declare, param, run_node, sec_to_stamp, stamp_to_sec
+from pi07_common.node_utils import (
+    TORCH_THREADS_HELP,
+    declare,
+    param,
+    run_node,
+    sec_to_stamp,
+    set_torch_threads,
+    stamp_to_sec,
+)
 from pi07_common.observations import CameraBuffer, JointStateBuffer, ObservationError, assemble
 from pi07_common.qos import LATCHED, SENSOR, STREAM
 from rclpy.lifecycle import State, TransitionCallbackReturn
@@ -56,6 +64,7 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'use_subgoals', True, 'Give subgoal images (from the world model) to the model.')
         declare(self, 'use_visual_memory', True, 'Give short-term visual memory frames to the model.')
         declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random).')
+        declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         declare(self, 'use_message_filters', True, 'Synchronise images and joint states with message_filters\' '
                 'ApproximateTimeSynchronizer where it is installed (else: newest samples within the tolerance).')
         declare(self, 'metadata_speed', -1, 'Steering: speed 1..5 for every task (-1: the task\'s own metadata).')
@@ -65,6 +74,7 @@ class ActionExpertNode(WorkerNode):
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        set_torch_threads(int(param(self, 'torch_threads')))
         try:
             self._load_policy()
         except Exception as exc:  # a bad checkpoint must leave the node unconfigured, with the reason

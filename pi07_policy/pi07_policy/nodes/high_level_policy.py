@@ -19,7 +19,7 @@ import uuid
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
-from pi07_common.node_utils import declare, param, run_node, stamp_to_sec
+from pi07_common.node_utils import TORCH_THREADS_HELP, declare, param, run_node, set_torch_threads, stamp_to_sec
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import LATCHED, SENSOR, STREAM
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
@@ -44,11 +44,13 @@ class HighLevelPolicyNode(WorkerNode):
         declare(self, 'boundary_confirmations', 1, 'A new subtask must be decoded this many times in a row.')
         declare(self, 'max_input_age_s', 2.0, 'Images older than this are stale: no decision is taken.')
         declare(self, 'max_subtasks', 20, 'Give up a task after this many subtasks.')
+        declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         self._policy = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         path = param(self, 'checkpoint')
+        set_torch_threads(int(param(self, 'torch_threads')))
         if path:
             try:
                 from pi07_policy.models.high_level.policy import HighLevelPolicy
