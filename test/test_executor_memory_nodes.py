@@ -90,7 +90,8 @@ def test_executor_streams_holds_stops_and_obeys_stop_topic(stack):
     values = np.array([m.data[0] for m in got])
     assert np.all(np.diff(values) >= -1e-9) and values[-1] > values[0]  # follows the ramp
     times = probe.times(commands, since)
-    rate = (len(times) - 1) / (times[-1] - times[0])
+    # the median interval: one message delivered late (DDS on a busy machine) must not skew the rate
+    rate = 1.0 / float(np.median(np.diff(times)))
     assert 7.0 < rate < 13.0, f'command rate {rate:.1f} Hz, expected ~10'
 
     # 2. Holds after the chunk ends, then stops.
