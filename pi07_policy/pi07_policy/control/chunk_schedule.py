@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .gripper_dwell import GripperDwell
+
 
 class ChunkError(ValueError):
     """A chunk that cannot be executed (shape, NaN, wrong dimensions)."""
@@ -131,6 +133,7 @@ class ChunkExecutorCore:
     switches: int = 0
     _current_sequence: int | None = None
     _may_hold: bool = False          # a chunk ran since activation / resume: holding its last command is safe
+    gripper_dwell: GripperDwell | None = None   # a binary gripper's minimum time between switches
 
     # --- inputs ---------------------------------------------------------------------------------------------
     def activate(self) -> None:
@@ -140,6 +143,8 @@ class ChunkExecutorCore:
         self._holding_since = None
         self._may_hold = False
         self.stop_reason = ''
+        if self.gripper_dwell is not None:
+            self.gripper_dwell.reset()
 
     def deactivate(self) -> None:
         self.state = ExecutorState.INACTIVE
@@ -177,6 +182,8 @@ class ChunkExecutorCore:
             self._holding_since = None
             # Never re-send a pre-stop target on resume; last_command stays as the velocity-limit reference.
             self._may_hold = False
+            if self.gripper_dwell is not None:
+                self.gripper_dwell.reset()
 
     # --- the tick ---------------------------------------------------------------------------------------------
     def tick(self, now: float) -> TickResult:
@@ -194,7 +201,10 @@ class ChunkExecutorCore:
             if self._current_sequence is not None and chunk.sequence != self._current_sequence:
                 self.switches += 1
             self._current_sequence = chunk.sequence
-            command, clamped = self.limits.clamp(chunk.at(now), self.last_command, self.control_dt)
+            target = chunk.at(now)
+            if self.gripper_dwell is not None:
+                target, _ = self.gripper_dwell.apply(target, now)
+            command, clamped = self.limits.clamp(target, self.last_command, self.control_dt)
             self.last_command = command
             self.state = ExecutorState.RUNNING
             self._holding_since = None

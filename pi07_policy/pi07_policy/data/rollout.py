@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..control.gripper_dwell import GripperDwell
+
 
 class MemoryFrames:
     """Frames kept every stride_s per camera, the last n, oldest first, the oldest repeated to fill (pi07_memory)."""
@@ -96,7 +98,7 @@ class StaleObservations:
 def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_source: str = 'plan',
                 metadata: Mapping[str, Any] | None = None, use_memory: bool = False,
                 subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
-                use_task: bool = True, max_time_s: float | None = None,
+                use_task: bool = True, max_time_s: float | None = None, gripper_dwell_s: float = 0.0,
                 on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
     obs = env.reset(seed=seed)
     task = env.task
@@ -109,6 +111,10 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
     inference_ms: list[float] = []
     subtask, last_hl, history = None, -np.inf, []
     steps = 0
+    dwell = None
+    if gripper_dwell_s > 0:   # as the chunk executor does with gripper_min_dwell_s (the gripper is the last dim)
+        spec = env.action_spec
+        dwell = GripperDwell(len(spec.low) - 1, 0.5 * float(spec.low[-1] + spec.high[-1]), gripper_dwell_s)
     t0 = time.perf_counter()
     while not env.done() and (max_time_s is None or env.time < max_time_s):
         if memory is not None:
@@ -138,6 +144,8 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             inference_ms.append(out['inference_ms'])
         action = chunk[used]
         used += 1
+        if dwell is not None:
+            action, _ = dwell.apply(action, float(env.time))
         if on_frame is not None:
             on_frame({'obs': obs, 'action': action, 'subtask': subtask})
         obs = env.step(action)
@@ -208,7 +216,8 @@ def _episodes_from_args(args, seeds: list[int], progress: bool = True) -> list[d
                                               args.subgoal_period_s, seed=0)
             results += rollout(policy, env, [seed], execute_steps=args.execute_steps,
                                subtask_source=args.subtask_source, metadata=meta, use_memory=args.memory,
-                               high_level=hl, progress=False, max_time_s=args.max_time_s, subgoal_fn=subgoals)
+                               high_level=hl, progress=False, max_time_s=args.max_time_s, subgoal_fn=subgoals,
+                               gripper_dwell_s=args.gripper_dwell_s)
             if progress:
                 ok = sum(r['success'] for r in results)
                 print(f'rollout {len(results)}/{len(seeds)}: seed {seed} '
@@ -269,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --world-model: regenerate this often while a subtask lasts (and on a new one)')
     parser.add_argument('--max-time-s', type=float, default=None,
                         help='end each episode after this much simulated time (default: the task\'s own limit)')
+    parser.add_argument('--gripper-dwell-s', type=float, default=0.0,
+                        help='after the gripper switches, obey the opposite command only this much later (the '
+                             'executor\'s gripper_min_dwell_s; 0 = off)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='split the seeds over this many processes (one torch thread each; same results)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')

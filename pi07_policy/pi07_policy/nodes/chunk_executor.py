@@ -23,6 +23,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from pi07_msgs.msg import ActionChunk, EndEffectorTarget
 from pi07_policy.control.chunk_schedule import ChunkError, ChunkExecutorCore, ExecutorState, Limits, make_chunk
+from pi07_policy.control.gripper_dwell import GripperDwell
 
 INTERFACES = {
     'joint_trajectory': (JointTrajectory, 'joint_trajectory_controller/joint_trajectory'),
@@ -47,6 +48,10 @@ class ChunkExecutorNode(ManagedNode):
         declare(self, 'velocity_max', [0.0], 'Largest speed per action dimension (units/s).')
         declare(self, 'stop_after_s', 1.0, 'Hold the last command this long when no chunk covers now, then stop.')
         declare(self, 'joint_state_timeout_s', 1.0, 'Stop when joint_states are older than this (0 = no check).')
+        declare(self, 'gripper_name', '', 'The binary gripper\'s action dimension (one of joint_names; "" = none). '
+                'Closed above the midpoint of its position range.')
+        declare(self, 'gripper_min_dwell_s', 0.0, 'After the gripper switches, obey the opposite command only this '
+                'much later (s; 0 = off): removes open/close chatter between re-planned chunks.')
         declare(self, 'ee_frame_id', 'world', 'Frame of end-effector targets (interface ee_target).')
         self._core = None
         self._timer = None
@@ -64,6 +69,7 @@ class ChunkExecutorNode(ManagedNode):
                 raise ValueError(f'interface {interface!r} is not one of {", ".join(INTERFACES)}')
             if interface == 'ee_target' and len(names) != 5:
                 raise ValueError('interface ee_target expects 5 dimensions: x, y, z, yaw, gripper')
+            gripper_dwell = self._gripper_dwell(names, limits)
         except ValueError as exc:
             self.get_logger().error(f'bad configuration: {exc}')
             return TransitionCallbackReturn.FAILURE
@@ -72,7 +78,8 @@ class ChunkExecutorNode(ManagedNode):
         self._state_names = state_names if len(state_names) == len(names) else names
         self._interface = interface
         self._period = 1.0 / param(self, 'control_rate_hz')
-        self._core = ChunkExecutorCore(limits, control_dt=self._period, stop_after_s=param(self, 'stop_after_s'))
+        self._core = ChunkExecutorCore(limits, control_dt=self._period, stop_after_s=param(self, 'stop_after_s'),
+                                       gripper_dwell=gripper_dwell)
         msg_type, default_topic = INTERFACES[interface]
         self._command_pub = self.create_lifecycle_publisher(msg_type, param(self, 'command_topic') or default_topic,
                                                             STREAM)
@@ -95,6 +102,15 @@ class ChunkExecutorNode(ManagedNode):
         self.get_logger().info(f'configured: {interface} on {self._command_pub.topic_name}, {len(names)} dims, '
                                f'{1 / self._period:.1f} Hz')
         return TransitionCallbackReturn.SUCCESS
+
+    def _gripper_dwell(self, names: list[str], limits: Limits) -> GripperDwell | None:
+        gripper, dwell = param(self, 'gripper_name'), param(self, 'gripper_min_dwell_s')
+        if not gripper or dwell <= 0:
+            return None
+        if gripper not in names:
+            raise ValueError(f'gripper_name {gripper!r} is not one of joint_names {names}')
+        i = names.index(gripper)
+        return GripperDwell(i, 0.5 * (limits.position_min[i] + limits.position_max[i]), dwell)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._core.activate()
@@ -223,6 +239,8 @@ class ChunkExecutorNode(ManagedNode):
         recent = [t for t in self._chunk_times if t > time.monotonic() - 5.0]
         values = dict(self._stats, state=state.value, chunk_rate_hz=f'{len(recent) / 5.0:.2f}',
                       switches=self._core.switches, stop_reason=self._core.stop_reason)
+        if self._core.gripper_dwell is not None:
+            values['gripper_ticks_held'] = self._core.gripper_dwell.suppressed
         if state is ExecutorState.STOPPED:
             reason = self._core.stop_reason
             # A stop for one reason (e.g. a late joint state) must not hide a fault that came after it (NaN).
