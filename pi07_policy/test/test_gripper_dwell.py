@@ -62,11 +62,12 @@ def test_the_executor_node_builds_its_dwell_from_parameters():
     if owns:
         rclpy.init()
     try:
-        for gripper, ok in (('finger', True), ('thumb', False)):
+        for gripper, dwell_s, ok in (('finger', 1.5, True), ('thumb', 1.5, False), ('finger', float('nan'), False),
+                                     ('finger', -1.0, False)):
             node = ChunkExecutorNode(parameter_overrides=[
                 Parameter('joint_names', value=names), Parameter('position_min', value=[-1.0, 0.0]),
                 Parameter('position_max', value=[1.0, 0.8]), Parameter('velocity_max', value=[1.0, 1.0]),
-                Parameter('gripper_name', value=gripper), Parameter('gripper_min_dwell_s', value=1.5)])
+                Parameter('gripper_name', value=gripper), Parameter('gripper_min_dwell_s', value=dwell_s)])
             try:
                 result = node.on_configure(None)
                 assert (result == TransitionCallbackReturn.SUCCESS) == ok

@@ -287,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    if not args.gripper_dwell_s >= 0:
+        parser.error(f'--gripper-dwell-s must be >= 0, got {args.gripper_dwell_s}')
     seeds = list(range(*args.seeds))
     results = rollout_jobs(args, seeds, args.jobs) if args.jobs > 1 else _episodes_from_args(args, seeds)
     summary = summarize(results)

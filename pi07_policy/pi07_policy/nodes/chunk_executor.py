@@ -51,7 +51,8 @@ class ChunkExecutorNode(ManagedNode):
         declare(self, 'gripper_name', '', 'The binary gripper\'s action dimension (one of joint_names; "" = none). '
                 'Closed above the midpoint of its position range.')
         declare(self, 'gripper_min_dwell_s', 0.0, 'After the gripper switches, obey the opposite command only this '
-                'much later (s; 0 = off): removes open/close chatter between re-planned chunks.')
+                'much later (s; 0 = off; negative or NaN fails configure): removes open/close chatter between '
+                're-planned chunks.')
         declare(self, 'ee_frame_id', 'world', 'Frame of end-effector targets (interface ee_target).')
         self._core = None
         self._timer = None
@@ -105,7 +106,9 @@ class ChunkExecutorNode(ManagedNode):
 
     def _gripper_dwell(self, names: list[str], limits: Limits) -> GripperDwell | None:
         gripper, dwell = param(self, 'gripper_name'), param(self, 'gripper_min_dwell_s')
-        if not gripper or dwell <= 0:
+        if not (math.isfinite(dwell) and dwell >= 0):   # a NaN dwell would never let the gripper switch again
+            raise ValueError(f'gripper_min_dwell_s must be a number >= 0, got {dwell}')
+        if not gripper or dwell == 0:
             return None
         if gripper not in names:
             raise ValueError(f'gripper_name {gripper!r} is not one of joint_names {names}')
