@@ -124,6 +124,11 @@ def test_full_stack_on_sim_arm(checkpoints, tmp_path):
         # 2. RTC with a 300 ms injected delay: the new chunk equals the old one where the executor switches.
         rtc = [(t, m) for t, m in zip(probe.ros_times(chunks), probe.messages(chunks)) if m.mode == 'rtc']
         assert len(rtc) >= 3 and all(m.frozen_prefix >= 3 for _, m in rtc)
+        # ... and no more rows than the delay the robot sees (the largest recent latency, injected part included):
+        # counting the injected delay twice froze twice as many.
+        for i, (_, m) in enumerate(rtc[1:], start=1):
+            seen = max(c.inference_latency for _, c in rtc[max(0, i - 5):i + 1])
+            assert m.frozen_prefix <= math.ceil(seen / m.dt + 0.5) + 1, (m.frozen_prefix, seen)
         rtc_jumps = switch_jumps(rtc[-6:])
         # Naive: sampling each chunk from scratch, same delay.
         set_parameter(probe.node, '/action_expert', 'mode', 'sync')

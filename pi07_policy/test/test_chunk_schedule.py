@@ -106,7 +106,10 @@ def test_rtc_request_snaps_to_previous_grid_and_freezes_delay():
     prev = PublishedChunk(10.0, DT, np.arange(20, dtype=float)[:, None] * np.ones((1, 2)))
     request = plan_request(prev, t_obs=10.52, dt=DT, expected_delay_s=0.25, execution_horizon=8)
     assert request.start_time == pytest.approx(10.5)
-    assert request.delay_steps == 3  # ceil(0.25 / 0.1)
+    # it arrives 2.7 rows in (0.02 + 0.25 s), where the executor interpolates rows 2 and 3: rows 0..3 frozen
+    assert request.delay_steps == 4
+    # no delay: the row in progress at t_obs and the next
+    assert plan_request(prev, t_obs=10.52, dt=DT, expected_delay_s=0.0, execution_horizon=8).delay_steps == 2
     np.testing.assert_allclose(request.prev_actions[0], [5.0, 5.0])
     assert request.execution_horizon == 8
     # nothing to join: from scratch

@@ -2,8 +2,8 @@
 
 Before each inference the expert asks: which previous actions will the robot execute while this inference
 runs? With an observation at t_obs and an expected delay δ, the new chunk starts at t0 (t_obs snapped onto the
-previous chunk's time grid, so rows line up), its first d = ceil(δ / dt) rows are frozen to what the previous
-chunk does then, and the rest of the previous chunk's remainder (up to the execution horizon s) is inpainted
+previous chunk's time grid, so rows line up), its first d = ceil((t_obs + δ - t0) / dt) + 1 rows are frozen to
+what the previous chunk does then (the + 1: the executor interpolates toward the next row), and the rest of the previous chunk's remainder (up to the execution horizon s) is inpainted
 with decaying guidance (arXiv 2506.07339).
 """
 from __future__ import annotations
@@ -38,9 +38,13 @@ def plan_request(prev: PublishedChunk | None, t_obs: float, dt: float, expected_
     remaining = prev.actions[k0:]
     if len(remaining) == 0:
         return RTCRequest(t_obs, None, 0, 0)  # the previous chunk is over: nothing to join
-    delay_steps = min(len(remaining), max(0, math.ceil(expected_delay_s / dt - 1e-9)))
+    start_time = prev.start_time + k0 * dt
+    # The chunk arrives at x = (t_obs + delay - t0) / dt rows in; the executor interpolates between rows, so it
+    # then runs between rows floor(x) and ceil(x): freezing up to ceil(x) makes the switch exact.
+    arrival_row = max(0.0, (t_obs + expected_delay_s - start_time) / dt)
+    delay_steps = min(len(remaining), math.ceil(arrival_row - 1e-9) + 1)
     horizon = min(len(remaining), max(execution_horizon, delay_steps))
-    return RTCRequest(prev.start_time + k0 * dt, remaining, delay_steps, horizon)
+    return RTCRequest(start_time, remaining, delay_steps, horizon)
 
 
 class LatencyEstimator:

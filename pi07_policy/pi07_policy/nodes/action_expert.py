@@ -287,6 +287,9 @@ class ActionExpertNode(WorkerNode):
             self._report(f'inference failed: {type(exc).__name__}: {exc}')
             time.sleep(0.5)
             return
+        # The estimator learns the model's own latency; the injected part is added once, when planning (measured
+        # after the sleep, it was counted twice: RTC froze rows the robot had long left, session 13).
+        self._latency.add(time.monotonic() - wall0)
         if injected > 0:
             time.sleep(injected)
         actions = np.asarray(out['actions'], dtype=np.float32)
@@ -294,7 +297,6 @@ class ActionExpertNode(WorkerNode):
             self._report('the model produced NaN actions: chunk dropped')
             return
         latency = time.monotonic() - wall0
-        self._latency.add(latency)
         self._inference_ms = (self._inference_ms + [latency * 1e3])[-50:]
         if not self.running:
             return
@@ -320,7 +322,7 @@ class ActionExpertNode(WorkerNode):
         recent = [t for t in self._chunk_times if t > time.monotonic() - 10.0]
         values = {'chunks': self._sequence, 'chunk_rate_hz': f'{len(recent) / 10.0:.2f}',
                   'mode': param(self, 'mode'), 'rtc_delay_steps': self._last_frozen,
-                  'latency_estimate_ms': f'{self._latency.estimate() * 1e3:.0f}'}
+                  'latency_estimate_ms': f'{(self._latency.estimate() + param(self, "injected_delay_s")) * 1e3:.0f}'}
         if self._inference_ms:
             values['latency_p50_ms'] = f'{np.percentile(self._inference_ms, 50):.0f}'
             values['latency_max_ms'] = f'{max(self._inference_ms):.0f}'
