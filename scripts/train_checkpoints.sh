@@ -38,6 +38,7 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #                    executed with a smooth offset of a few cm, so the labels lead back to the path from off it
 #                    (DART; docs/sim.md); the failed ones are left out. They go into a second dataset,
 #                    $DATASETS/<e>_dart, for the VLA only
+#   DART_VARIANT     the expert variant of those demonstrations: dart (3 cm offset) or dart_wide (5 cm)
 #   EXTRAS_PER_BATCH 1: subgoal / memory coins per batch, not per sample (--extras-per-batch: cheaper steps)
 #   DAGGER_EPISODES  takeover episodes of a DAgger round after the first training (0: no round), then the VLA
 #                    is fine-tuned DAGGER_STEPS steps at DAGGER_LR on the grown dataset
@@ -55,6 +56,7 @@ declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_GOAL_HEAD=([arm7]=displacement [gantry]=displacement)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_DART_EPISODES=([arm7]=400 [gantry]=200)
+declare -A DEFAULT_DART_VARIANT=([arm7]=dart [gantry]=dart)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
@@ -86,6 +88,7 @@ for E in $EMBODIMENTS; do
   [[ "$GOAL_HEAD" == displacement || "$GOAL_HEAD" == state ]] || { echo "GOAL_HEAD: displacement or state, got $GOAL_HEAD" >&2; exit 2; }
   DAGGER_EPISODES=$(setting DAGGER_EPISODES "$E" "${DEFAULT_DAGGER_EPISODES[$E]:-0}")
   DART_EPISODES=$(setting DART_EPISODES "$E" "${DEFAULT_DART_EPISODES[$E]:-0}")
+  DART_VARIANT=$(setting DART_VARIANT "$E" "${DEFAULT_DART_VARIANT[$E]:-dart}")
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
   EXTRAS_FINETUNE_STEPS=$(setting EXTRAS_FINETUNE_STEPS "$E" "${DEFAULT_EXTRAS_FINETUNE_STEPS[$E]:-0}")
   CKPT=$CHECKPOINTS/$P
@@ -114,10 +117,12 @@ for E in $EMBODIMENTS; do
   VLA_DATASET=$DATASETS/$E
   CONVERT_ARGS=()
   if [[ "$DART_EPISODES" -gt 0 ]]; then
-    python -m pi07_sim.collect -o "$BAGS/$E/dart" --embodiments "$E" --families ordered_place \
-        --variants dart --episodes "$DART_EPISODES" --seed 3000 || echo "collect: some dart episodes failed (left out)"
+    python -m pi07_sim.collect -o "$BAGS/$E/$DART_VARIANT" --embodiments "$E" --families ordered_place \
+        --variants "$DART_VARIANT" --episodes "$DART_EPISODES" --seed 3000 \
+        || echo "collect: some $DART_VARIANT episodes failed (left out)"
     for ((i = 0; i < DART_EPISODES; i++)); do
-      VLA_SOURCES+=("$(printf '%s/%s/dart/%s_ordered_place_dart_s%04d' "$BAGS" "$E" "$E" $((3000 + i)))")
+      VLA_SOURCES+=("$(printf '%s/%s/%s/%s_ordered_place_%s_s%04d' "$BAGS" "$E" "$DART_VARIANT" "$E" \
+                    "$DART_VARIANT" $((3000 + i)))")
     done
     VLA_DATASET=$DATASETS/${E}_dart
     CONVERT_ARGS+=(--only-successful)   # every other source succeeds; a failed dart episode ended stuck

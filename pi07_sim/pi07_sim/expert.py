@@ -57,6 +57,7 @@ VARIANTS = {
     'recover': ExpertVariant('recover', 1.0, 0.0, False, speed=4, quality=4, perturb_m=0.04),
     # the recorded commands are the clean expert's: its metadata is the expert's
     'dart': ExpertVariant('dart', 1.0, 0.0, False, speed=4, quality=5, disturb_m=0.03),
+    'dart_wide': ExpertVariant('dart_wide', 1.0, 0.0, False, speed=4, quality=5, disturb_m=0.05),
 }
 PERTURB_INTERVAL_S = (1.0, 2.5)  # time between two pushes of the recover variant
 DISTURB_CORRELATION_S = 0.6  # time constant of the dart variant's offset (an Ornstein-Uhlenbeck process)
