@@ -3,8 +3,8 @@
 Before each inference the expert asks: which previous actions will the robot execute while this inference
 runs? With an observation at t_obs and an expected delay δ, the new chunk starts at t0 (t_obs snapped onto the
 previous chunk's time grid, so rows line up), its first d = ceil((t_obs + δ - t0) / dt) + 1 rows are frozen to
-what the previous chunk does then (the + 1: the executor interpolates toward the next row), and the rest of the previous chunk's remainder (up to the execution horizon s) is inpainted
-with decaying guidance (arXiv 2506.07339).
+what the previous chunk does then (the + 1: the executor interpolates toward the next row), and the rest of the
+previous chunk's remainder (up to the execution horizon s) is inpainted with decaying guidance (arXiv 2506.07339).
 """
 from __future__ import annotations
 
