@@ -17,6 +17,13 @@ the subtask, from `subtask_source`:
 Short-term memory frames (as pi07_memory keeps them) are given with `use_memory`; subgoal images with a
 `subgoal_fn(obs, subtask, task, metadata) -> {cam: uint8}` (`WorldModelSubgoals`: a world model's generate).
 The policy never sees object poses: images, joint state and text only.
+
+With `inference_delay_steps` = D > 0 the world does not wait: a chunk asked for at step k arrives at step k + D,
+the chunk before it plays on meanwhile, and the next request is made when it arrives. `chunking='sync'` samples
+each chunk from scratch (the executor then jumps to the row for the current time, D rows in); `chunking='rtc'`
+plans it as the action expert does (`rtc_planner.plan_request`: rows frozen to the chunk being played, the rest
+guided toward it over `execution_horizon` rows). This is the ROS stack's RTC-vs-sync ablation in simulated time:
+the delay is exact and no other load on the machine changes it.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..control.gripper_dwell import GripperDwell
+from ..control.rtc_planner import PublishedChunk, plan_request
 
 
 class MemoryFrames:
@@ -99,15 +107,26 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                 metadata: Mapping[str, Any] | None = None, use_memory: bool = False,
                 subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
                 use_task: bool = True, max_time_s: float | None = None, gripper_dwell_s: float = 0.0,
+                inference_delay_steps: int = 0, chunking: str = 'sync', execution_horizon: int = 8,
                 on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    if chunking not in ('sync', 'rtc'):
+        raise ValueError(f"chunking: 'sync' or 'rtc', got {chunking!r}")
+    if inference_delay_steps < 0:
+        raise ValueError(f'inference_delay_steps must be >= 0, got {inference_delay_steps}')
     obs = env.reset(seed=seed)
     task = env.task
     meta = dict(metadata) if metadata is not None else None
     if meta is not None:
         meta.setdefault('control_mode', env.action_spec.control_mode)
     memory = MemoryFrames() if use_memory else None
-    chunk: np.ndarray | None = None
-    used = 0
+    # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions) is what the
+    # executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
+    # made when it arrives (back to back) but not before execute_steps have passed.
+    dt = float(getattr(env, 'control_period', 0.1))
+    current: tuple[int, np.ndarray] | None = None
+    pending: tuple[int, int, np.ndarray] | None = None   # (arrival step, first step, actions)
+    next_request = 0
+    frozen: list[int] = []
     inference_ms: list[float] = []
     subtask, last_hl, history = None, -np.inf, []
     steps = 0
@@ -132,18 +151,35 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             if subtask is not None and new != subtask:
                 history.append(subtask)
             subtask = new
-        if chunk is None or used >= min(execute_steps, len(chunk)):
+        if pending is not None and steps >= pending[0]:   # the chunk on its way arrives
+            current, pending = (pending[1], pending[2]), None
+        if pending is None and steps >= next_request:
             request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
                        'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
             if memory is not None:
                 request['memory_images'] = memory.get()
             if subgoal_fn is not None:
                 request['subgoal_images'] = subgoal_fn(obs, subtask, request['task'], meta)
+            start = steps
+            if chunking == 'rtc' and current is not None:   # the action expert's own bookkeeping, in steps * dt
+                plan = plan_request(PublishedChunk(current[0] * dt, dt, current[1]), steps * dt, dt,
+                                    inference_delay_steps * dt, execution_horizon)
+                if plan.prev_actions is not None:
+                    request.update(prev_actions=plan.prev_actions, delay_steps=plan.delay_steps,
+                                   execution_horizon=plan.execution_horizon, mode='rtc')
+                    start = int(round(plan.start_time / dt))
             out = policy.infer(request)
-            chunk, used = out['actions'], 0
             inference_ms.append(out['inference_ms'])
-        action = chunk[used]
-        used += 1
+            frozen.append(int(out.get('frozen_steps', 0)))
+            pending = (steps + inference_delay_steps, start, np.asarray(out['actions']))
+            next_request = steps + max(min(execute_steps, len(pending[2])), inference_delay_steps, 1)
+            if inference_delay_steps == 0:   # synchronous: the world waited for it
+                current, pending = (pending[1], pending[2]), None
+        if current is None:   # the first chunk is still on its way: the robot holds its target
+            hold = getattr(env, 'current_target', None)
+            action = np.asarray(hold() if hold is not None else obs['state'], np.float32)
+        else:   # the row for this step (the last one held once the chunk is over), as the executor does
+            action = current[1][min(steps - current[0], len(current[1]) - 1)]
         if dwell is not None:
             action, _ = dwell.apply(action, float(env.time))
         if on_frame is not None:
@@ -156,6 +192,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             'steps': steps, 'instruction': task.instruction,
             'final_state': [round(float(v), 6) for v in np.asarray(obs['state']).ravel()],
             'inference_ms_median': float(np.median(inference_ms)) if inference_ms else 0.0,
+            'rtc_frozen_mean': float(np.mean(frozen)) if frozen else 0.0,
             'wall_s': round(time.perf_counter() - t0, 1)}
 
 
@@ -217,7 +254,9 @@ def _episodes_from_args(args, seeds: list[int], progress: bool = True) -> list[d
             results += rollout(policy, env, [seed], execute_steps=args.execute_steps,
                                subtask_source=args.subtask_source, metadata=meta, use_memory=args.memory,
                                high_level=hl, progress=False, max_time_s=args.max_time_s, subgoal_fn=subgoals,
-                               gripper_dwell_s=args.gripper_dwell_s)
+                               gripper_dwell_s=args.gripper_dwell_s,
+                               inference_delay_steps=args.inference_delay_steps, chunking=args.chunking,
+                               execution_horizon=args.execution_horizon)
             if progress:
                 ok = sum(r['success'] for r in results)
                 print(f'rollout {len(results)}/{len(seeds)}: seed {seed} '
@@ -278,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
                         help='with --world-model: regenerate this often while a subtask lasts (and on a new one)')
     parser.add_argument('--max-time-s', type=float, default=None,
                         help='end each episode after this much simulated time (default: the task\'s own limit)')
+    parser.add_argument('--inference-delay-steps', type=int, default=0,
+                        help='each chunk arrives this many control steps after its observation (the world does not '
+                             'wait); the previous chunk plays on meanwhile, as in the real-time stack')
+    parser.add_argument('--chunking', default='sync', choices=['sync', 'rtc'],
+                        help='sync: each chunk sampled from scratch; rtc: Real-Time Chunking against the chunk being '
+                             'played (the action expert\'s plan_request)')
+    parser.add_argument('--execution-horizon', type=int, default=8,
+                        help='RTC: rows of the previous chunk the new one is guided toward (the action expert\'s '
+                             'execution_horizon)')
     parser.add_argument('--gripper-dwell-s', type=float, default=0.0,
                         help='after the gripper switches, obey the opposite command only this much later (the '
                              'executor\'s gripper_min_dwell_s; 0 = off)')
@@ -287,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
+    if args.inference_delay_steps < 0:
+        parser.error(f'--inference-delay-steps must be >= 0, got {args.inference_delay_steps}')
     if not args.gripper_dwell_s >= 0:
         parser.error(f'--gripper-dwell-s must be >= 0, got {args.gripper_dwell_s}')
     seeds = list(range(*args.seeds))

@@ -1,0 +1,106 @@
+"""The rollout harness's real-time model: chunks arrive `inference_delay_steps` after their observation, the one
+before plays on meanwhile, and RTC joins them as the action expert plans it (rtc_planner.plan_request)."""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from pi07_policy.data.rollout import run_episode
+
+H = 10
+
+
+class StepEnv:
+    """1-D robot; records the actions it is given; an episode lasts `length` control steps of 0.1 s."""
+
+    control_period = 0.1
+
+    def __init__(self, length=14):
+        self.length = length
+        self.task = SimpleNamespace(instruction='count', plan=['a'])
+        self.action_spec = SimpleNamespace(control_mode='joint', low=np.array([-1e9]), high=np.array([1e9]))
+
+    def _obs(self):
+        return {'images': {}, 'state': np.array([-7.0], np.float32), 'time': self.time}
+
+    def reset(self, seed=None):
+        self.steps, self.executed = 0, []
+        return self._obs()
+
+    def step(self, action):
+        self.executed.append(float(np.asarray(action)[0]))
+        self.steps += 1
+        return self._obs()
+
+    @property
+    def time(self):
+        return self.steps * self.control_period
+
+    def current_target(self):
+        return np.array([-7.0])
+
+    def done(self):
+        return self.steps >= self.length
+
+    def progress(self):
+        return 0, 1
+
+    def success(self):
+        return False
+
+
+class CountingPolicy:
+    """Chunk n (0-based) has rows 1000 n + i; in RTC mode its first delay_steps rows are the previous ones."""
+
+    def __init__(self):
+        self.requests = []
+
+    def infer(self, obs):
+        n = len(self.requests)
+        self.requests.append(obs)
+        actions = (1000.0 * n + np.arange(H, dtype=np.float32))[:, None]
+        frozen = 0
+        if obs.get('mode') == 'rtc':
+            frozen = obs['delay_steps']
+            actions[:frozen] = obs['prev_actions'][:frozen]
+        return {'actions': actions, 'frozen_steps': frozen, 'inference_ms': 1.0}
+
+
+def run(**kwargs):
+    env, policy = StepEnv(), CountingPolicy()
+    run_episode(policy, env, 0, subtask_source='none', **kwargs)
+    return env.executed, policy.requests
+
+
+def test_without_delay_each_chunk_plays_its_first_execute_steps_rows():
+    executed, requests = run(execute_steps=2)
+    assert len(requests) == 7
+    assert executed[:6] == [0, 1, 1000, 1001, 2000, 2001]
+    assert all(r['mode'] == 'sync' for r in requests)
+
+
+def test_sync_chunks_arrive_late_and_jump_to_the_row_for_now():
+    executed, requests = run(execute_steps=2, inference_delay_steps=3)
+    # steps 0-2: nothing has arrived, the robot holds; chunk 0 (observed at 0) from step 3 on, row 3 first;
+    # chunk 1 (asked for at step 3, when chunk 0 arrived) from step 6, at its row 3: a jump from 5 to 1003
+    assert executed[:9] == [-7, -7, -7, 3, 4, 5, 1003, 1004, 1005]
+    assert len(requests) == 5   # back to back: one every 3 steps
+
+
+def test_rtc_freezes_what_plays_during_the_delay_so_the_switch_is_continuous():
+    executed, requests = run(execute_steps=2, inference_delay_steps=3, chunking='rtc', execution_horizon=8)
+    assert requests[0]['mode'] == 'sync'   # nothing to join yet
+    second = requests[1]
+    assert second['mode'] == 'rtc'
+    np.testing.assert_array_equal(second['prev_actions'][:, 0], np.arange(3, H))   # chunk 0 from step 3 on
+    assert second['delay_steps'] == 4   # rows 3..6 of chunk 0: the 3 delayed steps + the one interpolated toward
+    assert second['execution_horizon'] == 7   # 8, clamped to the 7 rows chunk 0 still has
+    # chunk 1 starts at step 3 and arrives at step 6, at its row 3 = chunk 0's row 6: no jump; then its own rows
+    assert executed[3:9] == [3, 4, 5, 6, 1004, 1005]
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match='chunking'):
+        run(chunking='async')
+    with pytest.raises(ValueError, match='inference_delay_steps'):
+        run(inference_delay_steps=-1)
