@@ -56,7 +56,7 @@ declare -A DEFAULT_GOAL_CONDITIONING=([arm7]=1 [gantry]=1)
 declare -A DEFAULT_GOAL_HEAD=([arm7]=displacement [gantry]=displacement)
 declare -A DEFAULT_DAGGER_EPISODES=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_DART_EPISODES=([arm7]=400 [gantry]=200)
-declare -A DEFAULT_DART_VARIANT=([arm7]=dart [gantry]=dart)
+declare -A DEFAULT_DART_VARIANT=([arm7]=dart_wide [gantry]=dart)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
