@@ -55,6 +55,7 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'control_rate_hz', 10.0, 'Control rate: the chunk\'s dt is 1 / control_rate_hz.')
         declare(self, 'mode', 'rtc', 'rtc (Real-Time Chunking, guided) or sync (each chunk from scratch).')
         declare(self, 'execution_horizon', 8, 'RTC: rows of the previous chunk the new one is joined to (s).')
+        declare(self, 'rtc_delay_margin_s', 0.05, 'RTC: added to the expected delay (transport, latency spikes).')
         declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
         declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
         declare(self, 'max_input_age_s', 1.0, 'Inputs older than this are stale: no chunk is computed.')
@@ -275,7 +276,8 @@ class ActionExpertNode(WorkerNode):
         mode = param(self, 'mode')
         injected = float(param(self, 'injected_delay_s'))
         request = plan_request(self._last_chunk if mode == 'rtc' else None, t_obs, self._dt,
-                               self._latency.estimate() + injected, int(param(self, 'execution_horizon')))
+                               self._latency.estimate() + injected + float(param(self, 'rtc_delay_margin_s')),
+                               int(param(self, 'execution_horizon')))
         if request.prev_actions is not None:
             obs.update(prev_actions=request.prev_actions, delay_steps=request.delay_steps,
                        execution_horizon=request.execution_horizon, mode='rtc')
