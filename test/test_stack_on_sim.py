@@ -3,7 +3,7 @@ here (random weights: behaviour, not skill, is tested).
 
 - the graph comes up; chunks arrive; the executor streams commands at its rate and the robot moves;
 - with an injected inference delay, RTC chunks join the previous chunk where the executor switches, naive
-  (sync) chunks jump;
+  (sync) chunks jump, pause chunks play their rows only after the next observation waited for them;
 - stale input and bad input (wrong encoding, wrong size, NaN joint states, a missing camera) give a diagnostic,
   no chunks, and an executor that holds then stops;
 - a checkpoint for another embodiment is refused at configure;
@@ -165,6 +165,17 @@ def test_full_stack_on_sim_arm(checkpoints, tmp_path):
         print(f'switch jump RTC median {np.median(rtc_jumps):.4f}, naive median {np.median(sync_jumps):.4f}')
         assert np.median(rtc_jumps) < 1e-3, rtc_jumps
         assert np.median(sync_jumps) > 20 * max(np.median(rtc_jumps), 1e-3), (rtc_jumps, sync_jumps)
+        # Pause (synchronous): each chunk plays execution_horizon rows from its publication, and the next
+        # observation is taken only once they have played (the robot holds while a chunk is computed).
+        set_parameter(probe.node, '/action_expert', 'mode', 'pause')
+        since = time.monotonic()
+        assert probe.wait_for(lambda: sum(m.mode == 'pause' for m in probe.messages(chunks, since)) >= 4, 60)
+        paused = [m for m in probe.messages(chunks, since) if m.mode == 'pause']
+        from pi07_common.node_utils import stamp_to_sec
+        for prev, new in zip(paused, paused[1:]):
+            assert prev.horizon == 8 and prev.frozen_prefix == 0
+            assert stamp_to_sec(prev.header.stamp) >= stamp_to_sec(prev.observation_stamp) + 0.3   # after the delay
+            assert stamp_to_sec(new.observation_stamp) >= stamp_to_sec(prev.header.stamp) + 8 * prev.dt - 1e-3
 
         # 3. Stale input: the robot's driver (the sim) stops publishing → no chunks, diagnostics, executor stops.
         runner.transition('sim', 'deactivate')

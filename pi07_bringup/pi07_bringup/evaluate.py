@@ -36,10 +36,14 @@ MEMORY_FAMILY = 'restore_layout'
 ALL_NODES = ('sim', 'memory', 'high_level_policy', 'world_model', 'action_expert', 'chunk_executor')
 LANGUAGE_NODES = ('sim', 'high_level_policy', 'action_expert', 'chunk_executor')
 DELAYS_MS = (0, 100, 200, 300)
+# Execution under delay: rtc (Real-Time Chunking), sync (each chunk from scratch, switched to on arrival: the RTC
+# paper's naive asynchronous baseline) and pause (synchronous: the robot holds while each chunk is computed).
+DELAY_MODES = ('rtc', 'sync', 'pause')
+PAUSE_ROWS = 5   # rows of each chunk played in pause mode (half a 10-row chunk) before the next inference
 
 # The action expert's live parameters every configuration sets (so nothing leaks from the previous one).
 EXPERT_DEFAULTS: dict[str, Any] = {
-    'mode': 'rtc', 'injected_delay_s': 0.0, 'use_metadata': True, 'use_subgoals': True,
+    'mode': 'rtc', 'injected_delay_s': 0.0, 'execution_horizon': 8, 'use_metadata': True, 'use_subgoals': True,
     'use_visual_memory': True, 'metadata_speed': -1, 'metadata_quality': -1, 'metadata_mistake': -1}
 # "Metadata" in the prompt: the sim's Task carries only the control mode, so the evaluation asks for the
 # behaviour of the best demonstrations (quality 5, no mistake) and leaves the speed to the model.
@@ -97,10 +101,12 @@ def all_configs() -> list[EvalConfig]:
         _config('memory', '+ short-term visual memory (the full stack)', 'prompt', ALL_NODES,
                 (MAIN_FAMILY, MEMORY_FAMILY), **full),
     ]
-    for mode in ('rtc', 'sync'):
+    for mode in DELAY_MODES:
+        # pause plays PAUSE_ROWS rows of each chunk, then holds for the next (execution_horizon is its row count)
+        rows = dict(execution_horizon=PAUSE_ROWS) if mode == 'pause' else {}
         for delay in DELAYS_MS:
             configs.append(_config(f'{mode}_d{delay}', f'{mode}, {delay} ms injected inference delay', 'delay',
-                                   ALL_NODES, **dict(full, mode=mode, injected_delay_s=delay / 1000.0)))
+                                   ALL_NODES, **dict(full, mode=mode, injected_delay_s=delay / 1000.0, **rows)))
     configs.append(_config('steer_q5', 'full stack prompted with quality 5, no mistake', 'steering', ALL_NODES,
                            **full))
     configs.append(_config('steer_q2', 'full stack prompted with quality 2', 'steering', ALL_NODES,
@@ -112,7 +118,7 @@ CONFIG_SETS = {
     'all': None,
     'prompt': ('language_only', 'metadata', 'subgoals', 'memory'),
     'reference': ('scripted_expert',),
-    'delay': tuple(f'{m}_d{d}' for m in ('rtc', 'sync') for d in DELAYS_MS),
+    'delay': tuple(f'{m}_d{d}' for m in DELAY_MODES for d in DELAYS_MS),
     'steering': ('steer_q5', 'steer_q2'),
     'full': ('memory',),
 }
@@ -248,7 +254,7 @@ def comparisons(rows: list[dict]) -> dict:
             if value is not None:
                 out['prompt'][f'{upper} - {lower} success ({family})'] = value
     out['delay_jerk'] = {}
-    for mode in ('rtc', 'sync'):
+    for mode in DELAY_MODES:
         curve = {d: by.get((f'{mode}_d{d}', MAIN_FAMILY), {}).get('success_rate') for d in DELAYS_MS}
         if any(v is not None for v in curve.values()):
             out['delay'][mode] = {f'{d} ms': v for d, v in curve.items()}
@@ -774,7 +780,7 @@ def parse_args(argv=None):
                              'pi07_bringup/checkpoints/<profile>/)')
     parser.add_argument('--configs', default='all',
                         help='comma-separated configurations or sets: all, prompt, delay, steering, full, or names '
-                             '(language_only, metadata, subgoals, memory, rtc_d0 … sync_d300, steer_q5, steer_q2)')
+                             '(language_only, metadata, subgoals, memory, rtc_d0 … sync_d300 … pause_d300, steer_q5, steer_q2)')
     parser.add_argument('--seeds', type=int, default=3, help='held-out seeds per configuration and family')
     parser.add_argument('--first-seed', type=int, default=FIRST_HELD_OUT_SEED, help='first seed (held out: >= 10000)')
     parser.add_argument('--out', default=None, help='output directory (default out/eval/<profile>)')

@@ -25,7 +25,7 @@ def test_configuration_sets_and_stack_starts():
     configs = select_configs('all')
     names = [c.name for c in configs]
     assert names[:5] == ['scripted_expert', 'language_only', 'metadata', 'subgoals', 'memory']
-    assert {f'{m}_d{d}' for m in ('rtc', 'sync') for d in (0, 100, 200, 300)} <= set(names)
+    assert {f'{m}_d{d}' for m in ('rtc', 'sync', 'pause') for d in (0, 100, 200, 300)} <= set(names)
     assert {'steer_q5', 'steer_q2'} <= set(names)
     # One stack start per node selection and driver, smallest first: the scripted expert's sim, then the policy
     # stacks; the language-only one has no world model or memory.
@@ -38,6 +38,9 @@ def test_configuration_sets_and_stack_starts():
     assert not (language['use_metadata'] or language['use_subgoals'] or language['use_visual_memory'])
     sync = next(c for c in configs if c.name == 'sync_d300').expert_parameters()
     assert sync['mode'] == 'sync' and sync['injected_delay_s'] == pytest.approx(0.3)
+    assert sync['execution_horizon'] == 8   # set on every row, so a pause row's rows per chunk does not leak
+    pause = next(c for c in configs if c.name == 'pause_d100').expert_parameters()
+    assert pause['mode'] == 'pause' and pause['execution_horizon'] == 5 and pause['injected_delay_s'] == 0.1
     q2 = next(c for c in configs if c.name == 'steer_q2').expert_parameters()
     assert q2['metadata_quality'] == 2 and q2['use_metadata']
     # Identical settings run once: the full stack at 0 ms RTC delay with quality 5 is all three of these.

@@ -107,7 +107,8 @@ def vla_config(args, profile: ProfileSpec):
                    knowledge_insulation=not args.no_ki, fast_loss_weight=args.fast_weight,
                    flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning,
                    vision_goal_reads_state=not args.vision_goal_displacement,
-                   goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise)
+                   goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise,
+                   rtc_train_prob=args.rtc_train_prob, rtc_max_delay=args.rtc_max_delay)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -158,7 +159,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
         else:   # fine-tuning: the checkpoint's model and processor, this command's training knobs
             config = replace(ckpt.config, knowledge_insulation=config.knowledge_insulation,
                              fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
-                             flow_samples=config.flow_samples, dropout=ckpt.config.dropout)
+                             flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
+                             rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay)
             init_weights = ckpt.state_dict
         processor = VLAProcessor.from_checkpoint(ckpt, config)
     else:
@@ -377,6 +379,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--vision-goal-displacement', action='store_true',
                    help='the image encoder\'s goal head predicts the displacement to the goal from the images '
                         'alone (default: the goal, from the images and the state; needs --goal-weight)')
+    p.add_argument('--rtc-train-prob', type=float, default=0.0,
+                   help='training-time RTC: fraction of samples whose first d action rows are given clean (as the '
+                        'rows executed during the inference delay) and not trained on; RTC then joins chunks by '
+                        'conditioning on them instead of by guidance (0: off)')
+    p.add_argument('--rtc-max-delay', type=int, default=6,
+                   help='training-time RTC: d is drawn from 1..this (rows; must be below --horizon)')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
     p.add_argument('--idle-tolerance', type=float, default=0.0,

@@ -99,6 +99,15 @@ def test_rtc_freezes_what_plays_during_the_delay_so_the_switch_is_continuous():
     assert executed[3:9] == [3, 4, 5, 6, 1004, 1005]
 
 
+def test_pause_holds_the_robot_while_each_chunk_is_computed_then_plays_it_from_row_0():
+    executed, requests = run(execute_steps=2, inference_delay_steps=3, chunking='pause')
+    # chunk 0 (asked at 0) arrives at 3 and plays rows 0-1; chunk 1 is asked for only then (step 5), the robot
+    # holding row 1 meanwhile, and plays from its row 0 at step 8: synchronous, no row skipped, time lost
+    assert executed == [-7, -7, -7, 0, 1, 1, 1, 1, 1000, 1001, 1001, 1001, 1001, 2000]
+    assert len(requests) == 3 and all(r['mode'] == 'sync' for r in requests)
+    assert run(execute_steps=2, chunking='pause')[0] == run(execute_steps=2)[0]   # no delay: the same as sync
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ValueError, match='chunking'):
         run(chunking='async')

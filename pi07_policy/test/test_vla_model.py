@@ -201,6 +201,65 @@ def test_rtc_freezes_prefix_and_joins_smoothly():
         assert np.abs(rtc['actions'][d:s] - prev[d:s]).mean() < 0.5 * np.abs(plain[d:s] - prev[d:s]).mean()
 
 
+def test_training_time_rtc_gives_the_frozen_rows_clean_and_trains_on_the_rest(monkeypatch):
+    """rtc_train_prob: the first d rows enter the expert as the clean actions at flow time 0, the others noisy at
+    the sample's time; the loss counts only the others."""
+    torch.manual_seed(0)
+    model = VLAModel(micro(rtc_train_prob=1.0, rtc_max_delay=3)).train()
+    proc = VLAProcessor.build(model.config, ROBOT, micro_data().samples, fit_fast=False)
+    batch = proc.collate(micro_data().samples)
+    seen = {}
+    original = model.predict_velocity
+
+    def spy(cache, x_t, t):
+        seen.update(x_t=x_t.detach(), t=t.detach())
+        return original(cache, x_t, t)
+
+    monkeypatch.setattr(model, 'predict_velocity', spy)
+    model(batch)
+    t, x_t = seen['t'], seen['x_t']
+    assert t.shape == batch['actions'].shape[:2]
+    frozen = t == 0
+    delays = frozen.sum(1)
+    assert torch.all((delays >= 1) & (delays <= 3)) and torch.all(frozen[:, 0])
+    assert torch.equal(frozen, torch.arange(t.shape[1])[None] < delays[:, None])    # a prefix, not scattered rows
+    assert torch.allclose(x_t[frozen], batch['actions'][frozen])
+    assert torch.all(t[~frozen] > 0)
+    with pytest.raises(ValueError, match='rtc_max_delay'):
+        micro(rtc_train_prob=0.5, rtc_max_delay=10, action_horizon=10)
+
+
+def test_training_time_rtc_continues_the_frozen_rows_without_guidance():
+    """The multimodal set of the guidance test: a model trained with training-time RTC, given the first d rows of
+    one mode, continues that mode (plain sampling picks any), with no backward pass; 'frozen' needs such a model."""
+    base = make_sample(np.random.default_rng(5), horizon=10, state_dim=4, action_dim=4, image_size=32)
+    rng = np.random.default_rng(0)
+    offsets = rng.uniform(-1, 1, 16).astype(np.float32)
+    samples = [{**base, 'actions': base['actions'] + off} for off in offsets]
+    torch.manual_seed(0)
+    policy, _ = train_vla(samples, micro(rtc_train_prob=0.5, rtc_max_delay=5), None, 250, robot=ROBOT,
+                          batch_size=8, lr=8e-3, warmup_steps=10, progress=False)
+    assert policy.rtc_method == 'frozen'
+    obs = observation(base)
+    d = 3
+    plain_err, frozen_err = [], []
+    for seed, off in enumerate(offsets[:4]):
+        prev = base['actions'] + off                                                # one of the modes
+        policy.generator.manual_seed(seed)
+        plain = policy.infer({**obs, 'mode': 'sync'})['actions']
+        policy.generator.manual_seed(seed)
+        out = policy.infer({**obs, 'prev_actions': prev, 'delay_steps': d, 'mode': 'rtc'})
+        assert out['frozen_steps'] == d and np.abs(out['actions'][:d] - prev[:d]).max() < 1e-6
+        plain_err.append(np.abs(plain[d:] - prev[d:]).mean())
+        frozen_err.append(np.abs(out['actions'][d:] - prev[d:]).mean())
+    assert np.mean(frozen_err) < 0.4 * np.mean(plain_err), (frozen_err, plain_err)
+    with pytest.raises(ValueError, match='training-time RTC'):
+        VLAPolicy(VLAModel(micro()), policy.processor, rtc_method='frozen')
+    policy.rtc_method = 'guidance'   # the guided path still works on such a model
+    out = policy.infer({**obs, 'prev_actions': prev, 'delay_steps': d, 'execution_horizon': 8, 'mode': 'rtc'})
+    assert np.abs(out['actions'][:d] - prev[:d]).max() < 1e-6
+
+
 def test_save_load_identical_outputs_and_errors(trained, tmp_path):
     policy, result, _ = trained
     obs = observation(micro_data()[2])

@@ -23,7 +23,10 @@ the chunk before it plays on meanwhile, and the next request is made when it arr
 each chunk from scratch (the executor then jumps to the row for the current time, D rows in); `chunking='rtc'`
 plans it as the action expert does (`rtc_planner.plan_request`: rows frozen to the chunk being played, the rest
 guided toward it over `execution_horizon` rows). This is the ROS stack's RTC-vs-sync ablation in simulated time:
-the delay is exact and no other load on the machine changes it.
+the delay is exact and no other load on the machine changes it. `chunking='pause'` is synchronous execution as a
+robot without RTC runs it (the RTC paper's synchronous baseline; 'sync' above is its naive asynchronous one): the
+robot holds still while each chunk is computed (D steps), then plays its first `execute_steps` rows from row 0,
+then holds again for the next.
 """
 from __future__ import annotations
 
@@ -103,14 +106,17 @@ class StaleObservations:
         return self._recent[0]
 
 
+CHUNKING = ('sync', 'rtc', 'pause')
+
+
 def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_source: str = 'plan',
                 metadata: Mapping[str, Any] | None = None, use_memory: bool = False,
                 subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
                 use_task: bool = True, max_time_s: float | None = None, gripper_dwell_s: float = 0.0,
                 inference_delay_steps: int = 0, chunking: str = 'sync', execution_horizon: int = 8,
                 on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    if chunking not in ('sync', 'rtc'):
-        raise ValueError(f"chunking: 'sync' or 'rtc', got {chunking!r}")
+    if chunking not in CHUNKING:
+        raise ValueError(f"chunking: one of {CHUNKING}, got {chunking!r}")
     if inference_delay_steps < 0:
         raise ValueError(f'inference_delay_steps must be >= 0, got {inference_delay_steps}')
     obs = env.reset(seed=seed)
@@ -173,6 +179,10 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             frozen.append(int(out.get('frozen_steps', 0)))
             pending = (steps + inference_delay_steps, start, np.asarray(out['actions']))
             next_request = steps + max(min(execute_steps, len(pending[2])), inference_delay_steps, 1)
+            if chunking == 'pause':   # held still until it arrives, then its first rows from row 0, then held
+                arrival = steps + inference_delay_steps
+                pending = (arrival, arrival, pending[2][:max(1, execute_steps)])
+                next_request = arrival + len(pending[2])
             if inference_delay_steps == 0:   # synchronous: the world waited for it
                 current, pending = (pending[1], pending[2]), None
         if current is None:   # the first chunk is still on its way: the robot holds its target
@@ -230,7 +240,7 @@ def _episodes_from_args(args, seeds: list[int], progress: bool = True) -> list[d
 
     from ..models.vla.policy import VLAPolicy
     policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment,
-                                       noise_scale=args.noise_scale)
+                                       noise_scale=args.noise_scale, rtc_method=args.rtc_method)
     hl = None
     if args.high_level:
         from ..models.high_level import HighLevelPolicy
@@ -320,12 +330,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--inference-delay-steps', type=int, default=0,
                         help='each chunk arrives this many control steps after its observation (the world does not '
                              'wait); the previous chunk plays on meanwhile, as in the real-time stack')
-    parser.add_argument('--chunking', default='sync', choices=['sync', 'rtc'],
-                        help='sync: each chunk sampled from scratch; rtc: Real-Time Chunking against the chunk being '
-                             'played (the action expert\'s plan_request)')
+    parser.add_argument('--chunking', default='sync', choices=list(CHUNKING),
+                        help='sync: each chunk sampled from scratch, switched to on arrival (naive asynchronous); rtc: '
+                             'Real-Time Chunking against the chunk being played (the action expert\'s plan_request); '
+                             'pause: synchronous, the robot holds while each chunk is computed')
     parser.add_argument('--execution-horizon', type=int, default=8,
-                        help='RTC: rows of the previous chunk the new one is guided toward (the action expert\'s '
-                             'execution_horizon)')
+                        help='RTC guidance: rows of the previous chunk the new one is guided toward (the action '
+                             'expert\'s execution_horizon)')
+    parser.add_argument('--rtc-method', default='auto', choices=['auto', 'guidance', 'frozen'],
+                        help='RTC: guided inpainting, or the frozen rows given to a model trained with training-time '
+                             'RTC (auto: frozen for such a model; the action expert\'s rtc_method)')
     parser.add_argument('--gripper-dwell-s', type=float, default=0.0,
                         help='after the gripper switches, obey the opposite command only this much later (the '
                              'executor\'s gripper_min_dwell_s; 0 = off)')

@@ -53,8 +53,13 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'action_names', [''], 'Names of the action dimensions (ActionChunk.names).')
         declare(self, 'control_mode', 'joint', 'Action space: joint or ee.')
         declare(self, 'control_rate_hz', 10.0, 'Control rate: the chunk\'s dt is 1 / control_rate_hz.')
-        declare(self, 'mode', 'rtc', 'rtc (Real-Time Chunking, guided) or sync (each chunk from scratch).')
-        declare(self, 'execution_horizon', 8, 'RTC: rows of the previous chunk the new one is joined to (s).')
+        declare(self, 'mode', 'rtc', 'rtc (Real-Time Chunking), sync (each chunk from scratch, switched to on '
+                'arrival) or pause (synchronous: the robot holds while each chunk is computed, then plays its first '
+                'execution_horizon rows).')
+        declare(self, 'rtc_method', 'auto', 'RTC: guidance (inpainting, any flow model), frozen (a model trained '
+                'with training-time RTC continues the frozen rows) or auto (frozen where the model was so trained).')
+        declare(self, 'execution_horizon', 8, 'RTC guidance: rows of the previous chunk the new one is joined to '
+                '(s); pause: rows played of each chunk.')
         declare(self, 'rtc_delay_margin_s', 0.05, 'RTC: added to the expected delay (transport, latency spikes).')
         declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
         declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
@@ -136,7 +141,8 @@ class ActionExpertNode(WorkerNode):
         seed = int(param(self, 'seed'))
         steps = int(param(self, 'num_flow_steps')) or None
         self._policy = VLAPolicy.from_checkpoint(path, expected_embodiment=param(self, 'embodiment') or None,
-                                                 num_steps=steps, seed=None if seed < 0 else seed)
+                                                 num_steps=steps, seed=None if seed < 0 else seed,
+                                                 rtc_method=param(self, 'rtc_method'))
         robot = self._policy.processor.robot
         cameras = list(param(self, 'cameras'))
         actions = [n for n in param(self, 'action_names') if n]
@@ -258,7 +264,7 @@ class ActionExpertNode(WorkerNode):
         last_start = 0.0
         while self.running:
             period = param(self, 'min_chunk_period_s')
-            if time.monotonic() - last_start < period:
+            if time.monotonic() - last_start < period or (param(self, 'mode') == 'pause' and self._playing()):
                 time.sleep(0.01)
                 continue
             try:
@@ -269,6 +275,11 @@ class ActionExpertNode(WorkerNode):
                 continue
             last_start = time.monotonic()
             self._infer_and_publish(obs)
+
+    def _playing(self) -> bool:
+        """Pause mode: the rows of the last chunk are still being played (the next observation waits for them)."""
+        last = self._last_chunk
+        return last is not None and self._now() < last.start_time + len(last.actions) * last.dt
 
     def _infer_and_publish(self, obs: dict) -> None:
         t_obs = self._now()
@@ -302,11 +313,16 @@ class ActionExpertNode(WorkerNode):
         self._inference_ms = (self._inference_ms + [latency * 1e3])[-50:]
         if not self.running:
             return
+        start_time = request.start_time
+        if mode == 'pause':   # the robot held still meanwhile: the chunk's first rows play from now, then it holds
+            start_time = self._now()
+            actions = actions[:max(1, min(int(param(self, 'execution_horizon')), len(actions)))]
         msg = ActionChunk(sequence=self._sequence, names=[n for n in param(self, 'action_names') if n],
                           control_mode=param(self, 'control_mode'), horizon=actions.shape[0],
                           action_dim=actions.shape[1], dt=self._dt, frozen_prefix=int(out.get('frozen_steps', 0)),
-                          inference_latency=float(latency), mode=out.get('mode', obs['mode']))
-        msg.header.stamp = sec_to_stamp(request.start_time)
+                          inference_latency=float(latency),
+                          mode='pause' if mode == 'pause' else out.get('mode', obs['mode']))
+        msg.header.stamp = sec_to_stamp(start_time)
         msg.observation_stamp = sec_to_stamp(t_obs)
         msg.actions = actions.ravel().tolist()
         with self._lock:
@@ -314,7 +330,7 @@ class ActionExpertNode(WorkerNode):
             msg.subtask = self._subtask.text if self._subtask else ''
         self._chunk_pub.publish(msg)
         self._sequence += 1
-        self._last_chunk = PublishedChunk(request.start_time, self._dt, actions.astype(np.float64))
+        self._last_chunk = PublishedChunk(start_time, self._dt, actions.astype(np.float64))
         self._last_frozen = msg.frozen_prefix
         self._chunk_times = [t for t in self._chunk_times if t > time.monotonic() - 10.0] + [time.monotonic()]
         self._last_error = ''
@@ -323,7 +339,8 @@ class ActionExpertNode(WorkerNode):
     def _inference_status(self):
         recent = [t for t in self._chunk_times if t > time.monotonic() - 10.0]
         values = {'chunks': self._sequence, 'chunk_rate_hz': f'{len(recent) / 10.0:.2f}',
-                  'mode': param(self, 'mode'), 'rtc_delay_steps': self._last_frozen,
+                  'mode': param(self, 'mode'), 'rtc_method': self._policy.rtc_method if self._policy else '',
+                  'rtc_delay_steps': self._last_frozen,
                   'latency_estimate_ms': f'{(self._latency.estimate() + param(self, "injected_delay_s")) * 1e3:.0f}'}
         if self._inference_ms:
             values['latency_p50_ms'] = f'{np.percentile(self._inference_ms, 50):.0f}'

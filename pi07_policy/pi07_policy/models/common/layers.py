@@ -37,8 +37,11 @@ class AdaRMSNorm(nn.Module):
         nn.init.zeros_(self.modulation.bias)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # x (B, T, dim), cond (B, cond_dim) -> normed (B, T, dim), gate (B, 1, dim)
-        scale, shift, gate = self.modulation(cond)[:, None, :].chunk(3, dim=-1)
+        # x (B, T, dim), cond (B, cond_dim) or per token (B, T, cond_dim) -> normed (B, T, dim), gate (B, 1|T, dim)
+        modulation = self.modulation(cond)
+        if modulation.ndim == 2:
+            modulation = modulation[:, None, :]
+        scale, shift, gate = modulation.chunk(3, dim=-1)
         normed = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return normed * (1.0 + scale) + shift, 1.0 + gate
 
@@ -99,8 +102,9 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0):
-    """Flow time t (B,) in [0, 1] -> (B, dim) sin/cos features over log-spaced periods (pi0)."""
+    """Flow time t (B,) or (B, T) in [0, 1] -> (B, dim) or (B, T, dim) sin/cos features over log-spaced periods
+    (pi0)."""
     fraction = torch.linspace(0.0, 1.0, dim // 2, device=t.device, dtype=torch.float32)
     period = min_period * (max_period / min_period) ** fraction
-    angle = t.float()[:, None] * (2 * math.pi / period)[None, :]
+    angle = t.float()[..., None] * (2 * math.pi / period)
     return torch.cat([angle.sin(), angle.cos()], dim=-1)

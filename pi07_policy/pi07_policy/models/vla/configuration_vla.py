@@ -103,6 +103,14 @@ class VLAConfig:
     # state to the goal from the images alone (False): it cannot learn "the goal is where I am heading" then, and
     # the wrist camera shows the displacement directly once near.
     vision_goal_reads_state: bool = True
+    # Training-time Real-Time Chunking (Black et al. 2025, "Training-Time Action Conditioning for Efficient
+    # Real-Time Chunking"): a fraction `rtc_train_prob` of the training samples gets the first d ~ U{1..
+    # rtc_max_delay} actions of its chunk clean (flow time 0 on those tokens, no loss on them): the rows the robot
+    # executes from the previous chunk while this one is computed. A model trained so samples RTC chunks by
+    # conditioning on the frozen rows (no guidance, no backward pass through the expert: as cheap as a plain
+    # chunk); 0: RTC uses guided inpainting (sampling.sample_rtc), which needs no training change.
+    rtc_train_prob: float = 0.0
+    rtc_max_delay: int = 0
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property
@@ -131,6 +139,11 @@ class VLAConfig:
             raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
         if not self.vision_goal_reads_state and not self.goal_loss_weight > 0:
             raise ValueError('vision_goal_reads_state=False sets up a goal head: it needs goal_loss_weight > 0')
+        if not 0 <= self.rtc_train_prob <= 1:
+            raise ValueError(f'rtc_train_prob must be in [0, 1], got {self.rtc_train_prob}')
+        if self.rtc_train_prob > 0 and not 1 <= self.rtc_max_delay < self.action_horizon:
+            raise ValueError(f'rtc_max_delay must be in [1, action_horizon) with rtc_train_prob > 0, got '
+                             f'{self.rtc_max_delay} (horizon {self.action_horizon})')
         if not 0 <= self.goal_teacher_forcing <= 1 or not self.goal_noise >= 0:
             raise ValueError(f'goal_teacher_forcing must be in [0, 1] and goal_noise >= 0, got '
                              f'{self.goal_teacher_forcing}, {self.goal_noise}')

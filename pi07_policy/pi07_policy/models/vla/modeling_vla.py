@@ -343,12 +343,14 @@ class VLAModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- expert
     def predict_velocity(self, cache: PrefixCache, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x_t (B, H, A) noisy actions at flow time t (B,) -> velocity u (B, H, A) ~ noise - actions."""
+        """x_t (B, H, A) noisy actions at flow time t (B,), or per action token (B, H) (training-time RTC: the
+        frozen rows at t = 0) -> velocity u (B, H, A) ~ noise - actions."""
         b, h, _ = x_t.shape
         x = self.action_in_proj(x_t)                                                # (B, H, E)
-        cond = self.time_mlp(sinusoidal_embedding(t, self.config.expert.hidden_size).to(x.dtype))  # (B, E)
-        if cache.goal_input is not None:
-            cond = cond + self.goal_cond_mlp(cache.goal_input)                      # where the subtask ends
+        cond = self.time_mlp(sinusoidal_embedding(t, self.config.expert.hidden_size).to(x.dtype))  # (B[, H], E)
+        if cache.goal_input is not None:                                            # where the subtask ends
+            goal = self.goal_cond_mlp(cache.goal_input)                             # (B, E)
+            cond = cond + (goal[:, None] if cond.ndim == 3 else goal)
         if cache.suffix is None or cache.suffix['horizon'] != h:   # same for every denoising step of a chunk
             positions = cache.next_position[:, None] + torch.arange(h, device=x.device)[None]
             cos, sin = rotary_cos_sin(positions, self.config.decoder.head_dim, self.config.decoder.rope_theta)
@@ -392,6 +394,14 @@ class VLAModel(nn.Module):
                                         torch.tensor(self.config.time_beta_beta))
         return (beta.sample((b,)) * 0.999 + 0.001).to(device)
 
+    def sample_frozen_rows(self, b: int, h: int, device) -> torch.Tensor:
+        """Training-time RTC: (B, H) bool, True on the first d rows of a sample's chunk, d ~ U{1..rtc_max_delay}
+        for a fraction rtc_train_prob of the samples and 0 for the rest."""
+        cfg = self.config
+        delay = torch.randint(1, cfg.rtc_max_delay + 1, (b,), device=device)
+        delay = torch.where(torch.rand(b, device=device) < cfg.rtc_train_prob, delay, torch.zeros_like(delay))
+        return torch.arange(h, device=device)[None, :] < delay[:, None]
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Training losses: flow matching (expert) + FAST cross-entropy (backbone) when batch has 'fast_ids'
         + the goal-state regressions (backbone and image-encoder heads) when the model has goal heads and the
@@ -429,13 +439,20 @@ class VLAModel(nn.Module):
             action_mask = action_mask.repeat_interleave(k, dim=0) if action_mask is not None else None
             b = b * k
         noise = torch.randn_like(actions)
-        t = self.sample_time(b, actions.device)
-        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
+        t = self.sample_time(b, actions.device)                                     # (B,)
+        if self.training and cfg.rtc_train_prob > 0:
+            # training-time RTC: the frozen rows are given clean (t = 0) and carry no loss
+            frozen = self.sample_frozen_rows(b, actions.shape[1], actions.device)   # (B, H)
+            t = torch.where(frozen, torch.zeros_like(frozen, dtype=t.dtype), t[:, None])  # (B, H)
+            free = (~frozen)[..., None].to(actions.dtype)                           # (B, H, 1)
+            action_mask = free * (action_mask if action_mask is not None else torch.ones_like(actions))
+        t_b = t[..., None] if t.ndim == 2 else t[:, None, None]
+        x_t = t_b * noise + (1 - t_b) * actions
         u = self.predict_velocity(cache, x_t, t)
         err = (u - (noise - actions)) ** 2
         if action_mask is not None:
             err = err * action_mask
-            flow = err.sum() / action_mask.sum().clamp(min=1)
+            flow = err.sum() / action_mask.expand_as(err).sum().clamp(min=1)
         else:
             flow = err.mean()
         losses = {'flow_loss': flow}

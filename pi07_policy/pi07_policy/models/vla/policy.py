@@ -7,7 +7,9 @@
     out['actions']   # float32 (H, D), robot units; out['frozen_steps'] = d in rtc mode
 
 Keys other than 'images' and 'state' are optional. Mode 'sync' (or no 'prev_actions') samples a fresh chunk
-from noise; 'rtc' freezes the first d actions to `prev_actions` and inpaints the overlap up to s.
+from noise; 'rtc' freezes the first d actions to `prev_actions` and, with `rtc_method` 'guidance', inpaints the
+overlap up to s by guidance; with 'frozen' (a model trained with training-time RTC) the model is given the d
+frozen actions and continues them. 'auto' (the default) picks 'frozen' for such a model, else 'guidance'.
 """
 from __future__ import annotations
 
@@ -23,12 +25,14 @@ from ...checkpoint import load_checkpoint, save_checkpoint
 from .configuration_vla import VLAConfig
 from .modeling_vla import VLAModel
 from .processing_vla import VLAProcessor
-from .sampling import sample_plain, sample_rtc
+from .sampling import sample_frozen, sample_plain, sample_rtc
 
 
 class VLAPolicy:
+    RTC_METHODS = ('auto', 'guidance', 'frozen')
+
     def __init__(self, model: VLAModel, processor: VLAProcessor, num_steps: int | None = None,
-                 max_guidance: float = 5.0, seed: int | None = 0, noise_scale: float = 1.0):
+                 max_guidance: float = 5.0, seed: int | None = 0, noise_scale: float = 1.0, rtc_method: str = 'auto'):
         self.model = model.eval()
         self.processor = processor
         self.config: VLAConfig = model.config
@@ -39,6 +43,24 @@ class VLAPolicy:
         if not noise_scale >= 0:
             raise ValueError(f'noise_scale must be >= 0 (0: deterministic chunks), got {noise_scale}')
         self.noise_scale = float(noise_scale)
+        self.rtc_method = rtc_method   # checked and resolved by the property's setter
+
+    @property
+    def rtc_method(self) -> str:
+        """How 'rtc' chunks are joined: 'guidance' (inpainting, any flow model) or 'frozen' (training-time RTC)."""
+        return self._rtc_method
+
+    @rtc_method.setter
+    def rtc_method(self, method: str) -> None:
+        if method not in self.RTC_METHODS:
+            raise ValueError(f'rtc_method must be one of {self.RTC_METHODS}, got {method!r}')
+        trained = self.config.rtc_train_prob > 0
+        if method == 'auto':
+            method = 'frozen' if trained else 'guidance'
+        if method == 'frozen' and not trained:
+            raise ValueError("rtc_method 'frozen' needs a model trained with training-time RTC (rtc_train_prob > 0); "
+                             "this one was not: use 'guidance'")
+        self._rtc_method = method
 
     def reseed(self, episode_seed: int) -> None:
         """Restart the flow noise from (policy seed, episode seed): an episode's chunks then do not depend on which
@@ -71,8 +93,9 @@ class VLAPolicy:
         prev = obs.get('prev_actions')
         mode = obs.get('mode') or ('rtc' if prev is not None and len(prev) else 'sync')
         rtc = mode == 'rtc' and prev is not None and len(prev) > 0
-        # inference_mode is a little faster, but RTC needs autograd through the expert (cache made under no_grad)
-        with torch.no_grad() if rtc else torch.inference_mode():
+        guided = rtc and self.rtc_method == 'guidance'
+        # inference_mode is a little faster, but guidance needs autograd through the expert (cache made under no_grad)
+        with torch.no_grad() if guided else torch.inference_mode():
             batch = self.processor.observation_batch(obs)
             cache = self.model.encode_prefix(batch)
         noise = self._noise()
@@ -81,9 +104,12 @@ class VLAPolicy:
             prev_model = torch.from_numpy(self.processor.actions_to_model(np.asarray(prev, np.float32),
                                                                           obs['state']))[None]
             frozen = int(min(obs.get('delay_steps', 0) or 0, len(prev)))
-            overlap = int(obs.get('execution_horizon') or len(prev))
-            actions = sample_rtc(self.model, cache, noise, prev_model, frozen, overlap, self.num_steps,
-                                 self.max_guidance)
+            if guided:
+                overlap = int(obs.get('execution_horizon') or len(prev))
+                actions = sample_rtc(self.model, cache, noise, prev_model, frozen, overlap, self.num_steps,
+                                     self.max_guidance)
+            else:
+                actions = sample_frozen(self.model, cache, noise, prev_model, frozen, self.num_steps)
         else:
             mode = 'sync'
             actions = sample_plain(self.model, cache, noise, self.num_steps)

@@ -12,6 +12,10 @@ RTC, in this convention (tau = 1 - t is the paper's time):
 W is 1 for the first d steps (they will run from the old chunk while this one is computed), decays
 exponentially over the overlap up to s, and is 0 after. The first d actions are then set exactly to Y.
 Works with any checkpoint trained for plain flow matching (no training-time change needed).
+
+Training-time RTC (`sample_frozen`, for models trained with config.rtc_train_prob > 0): the first d actions are
+the previous chunk's, held clean at flow time 0 on their tokens while the rest is integrated as usual; the model
+learned in training what follows such a prefix, so no guidance (and no backward pass) is needed.
 """
 from __future__ import annotations
 
@@ -30,6 +34,23 @@ def sample_plain(model: VLAModel, cache: PrefixCache, noise: torch.Tensor, num_s
     for i in range(num_steps):
         t = torch.full((x.shape[0],), 1.0 + i * dt, device=x.device)
         x = x + dt * model.predict_velocity(cache, x, t)
+    return x
+
+
+@torch.inference_mode()
+def sample_frozen(model: VLAModel, cache: PrefixCache, noise: torch.Tensor, previous: torch.Tensor,
+                  delay: int, num_steps: int) -> torch.Tensor:
+    """Training-time RTC: previous (B, R, A) normalised remaining actions of the last chunk, its first `delay` d
+    rows given to the model clean (flow time 0 on their tokens). Returns (B, H, A) with [:, :d] == previous[:, :d]."""
+    b, h, _ = noise.shape
+    d = max(0, min(delay, previous.shape[1], h))
+    frozen = torch.arange(h, device=noise.device) < d                              # (H,)
+    x, dt = noise.clone(), -1.0 / num_steps
+    x[:, :d] = previous[:, :d]
+    for i in range(num_steps):
+        t = torch.where(frozen, 0.0, 1.0 + i * dt).expand(b, h)                     # (B, H)
+        x = x + dt * model.predict_velocity(cache, x, t)
+        x[:, :d] = previous[:, :d]
     return x
 
 
