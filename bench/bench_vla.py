@@ -3,7 +3,8 @@ same dimensions, in the same run, on this CPU.
 
 Settings: fp32, 1 thread, two 96 px cameras + task/subtask/metadata text, a 50 x 14 chunk, 10 Euler steps,
 batch 1. Figures: ms per chunk (median and p90 over --repeats after a warm-up), the ratio ours / transformers,
-RTC guided / plain sampling (calls interleaved A B C A B C in one process, so all see the same load),
+RTC guided / plain sampling and RTC frozen (training-time RTC) / plain (calls interleaved A B C A B C in one
+process, so all see the same load),
 parameter counts and peak resident memory (each model alone in its own process).
 
     source scripts/env.sh && python bench/bench_vla.py            # writes out/bench/vla.json
@@ -49,7 +50,8 @@ def observation():
 
 
 def build_ours():
-    """-> (plain call, rtc call, info) for the tiny pi07 VLA behind its policy boundary."""
+    """-> (plain call, RTC guided call, RTC frozen call, info) for the tiny pi07 VLA behind its policy boundary
+    (frozen: the same weights in a model configured as trained with training-time RTC)."""
     import torch
 
     from pi07_policy.models.vla import RobotSpec, VLAModel, VLAPolicy, VLAProcessor, count_parameters, tiny
@@ -64,7 +66,12 @@ def build_ours():
         prefix_tokens = int(policy.model.embed_prefix(batch)[1].sum())
     info = {'params': count_parameters(policy.model), 'prefix_tokens': prefix_tokens,
             'text_ids': batch['text_ids'][0].tolist()}
-    return (lambda: policy.infer({**obs, 'mode': 'sync'})), (lambda: policy.infer(rtc_obs)), info
+    trained = VLAModel(tiny(rtc_train_prob=0.5, rtc_max_delay=10))
+    trained.load_state_dict(policy.model.state_dict())
+    frozen = VLAPolicy(trained, processor)
+    assert frozen.rtc_method == 'frozen'
+    return (lambda: policy.infer({**obs, 'mode': 'sync'})), (lambda: policy.infer(rtc_obs)), \
+        (lambda: frozen.infer(rtc_obs)), info
 
 
 def build_transformers(text_ids: list[int]):
@@ -128,9 +135,9 @@ def interleaved(calls: dict, repeats: int, warmup: int = 3) -> dict[str, dict[st
 def worker_timing(repeats: int) -> dict:
     import torch
     torch.set_num_threads(1)
-    plain, rtc, ours = build_ours()
+    plain, rtc, rtc_frozen, ours = build_ours()
     hf_call, hf = build_transformers(ours['text_ids'])
-    calls = {'plain': plain, 'rtc': rtc, **({'transformers': hf_call} if hf_call else {})}
+    calls = {'plain': plain, 'rtc': rtc, 'rtc_frozen': rtc_frozen, **({'transformers': hf_call} if hf_call else {})}
     return {'ours': ours, 'transformers': hf, 'times': interleaved(calls, repeats)}
 
 
@@ -143,8 +150,8 @@ def worker_memory(kind: str) -> dict:
     import pi07_policy.models.vla  # noqa: F401
     before = rss_mb()
     if kind == 'ours':
-        plain, rtc, _ = build_ours()
-        calls = [plain, rtc]
+        plain, rtc, rtc_frozen, _ = build_ours()
+        calls = [plain, rtc, rtc_frozen]
     else:
         from pi07_policy.models.vla import RobotSpec, VLAProcessor, tiny
         sample, obs = observation()
@@ -187,9 +194,11 @@ def main() -> None:
         'settings': {'dtype': 'float32', 'threads': 1, 'cameras': 2, 'image_px': IMAGE, 'horizon': HORIZON,
                      'action_dim': ACTION_DIM, 'flow_steps': STEPS, 'batch': 1, 'repeats': args.repeats,
                      'cpu_count': os.cpu_count(), 'load_avg_1m': os.getloadavg()[0]},
-        'pi07_tiny': {**ours, 'plain': times['plain'], 'rtc': times['rtc'], 'memory': memory['ours']},
+        'pi07_tiny': {**ours, 'plain': times['plain'], 'rtc': times['rtc'], 'rtc_frozen': times['rtc_frozen'],
+                      'memory': memory['ours']},
         'transformers_pi0': {**hf, 'plain': times.get('transformers'), 'memory': memory['transformers']},
         'rtc_over_plain': times['rtc']['median_ms'] / times['plain']['median_ms'],
+        'rtc_frozen_over_plain': times['rtc_frozen']['median_ms'] / times['plain']['median_ms'],
         'command': f'python bench/bench_vla.py --repeats {args.repeats}',
     }
     if 'transformers' in times:
@@ -204,7 +213,10 @@ def main() -> None:
 
     print(f"pi07 tiny VLA ({ours['params']['total'] / 1e6:.2f}M params, {ours['prefix_tokens']} prefix tokens): "
           f"plain {times['plain']['median_ms']:.1f} ms/chunk (p90 {times['plain']['p90_ms']:.1f}), "
-          f"RTC guided {times['rtc']['median_ms']:.1f} ms (p90 {times['rtc']['p90_ms']:.1f}); {mem(memory['ours'])}")
+          f"RTC guided {times['rtc']['median_ms']:.1f} ms (p90 {times['rtc']['p90_ms']:.1f}), "
+          f"RTC frozen (training-time RTC) {times['rtc_frozen']['median_ms']:.1f} ms "
+          f"(p90 {times['rtc_frozen']['p90_ms']:.1f}); "
+          f"{mem(memory['ours'])}")
     if 'transformers' in times:
         t = times['transformers']
         print(f"transformers {hf['transformers']} PI0ForConditionalGeneration, same dims ({hf['params'] / 1e6:.2f}M "
@@ -213,7 +225,8 @@ def main() -> None:
         print(f"ratio ours / transformers = {result['ours_over_transformers']:.2f}  (target: <= 80 ms, aim < 1)")
     else:
         print(f"transformers {hf['transformers']} has no PI0ForConditionalGeneration: no side-by-side figure")
-    print(f"ratio RTC guided / plain = {result['rtc_over_plain']:.2f}  (target <= 3)")
+    print(f"ratio RTC guided / plain = {result['rtc_over_plain']:.2f}  (target <= 3); RTC frozen / plain = "
+          f"{result['rtc_frozen_over_plain']:.2f}")
     print(f'written {out}')
 
 

@@ -780,7 +780,8 @@ def parse_args(argv=None):
                              'pi07_bringup/checkpoints/<profile>/)')
     parser.add_argument('--configs', default='all',
                         help='comma-separated configurations or sets: all, prompt, delay, steering, full, or names '
-                             '(language_only, metadata, subgoals, memory, rtc_d0 … sync_d300 … pause_d300, steer_q5, steer_q2)')
+                             '(language_only, metadata, subgoals, memory, rtc_d0 … sync_d300 … pause_d300, steer_q5, '
+                             'steer_q2)')
     parser.add_argument('--seeds', type=int, default=3, help='held-out seeds per configuration and family')
     parser.add_argument('--first-seed', type=int, default=FIRST_HELD_OUT_SEED, help='first seed (held out: >= 10000)')
     parser.add_argument('--out', default=None, help='output directory (default out/eval/<profile>)')
