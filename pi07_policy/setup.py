@@ -26,6 +26,7 @@ setup(
             'convert = pi07_policy.data.convert:main',
             'train = pi07_policy.train_cli:main',
             'evaluate_open_loop = pi07_policy.evaluate_open_loop:main',
+            'evaluate_delay = pi07_policy.evaluate_delay:main',
         ],
     },
 )

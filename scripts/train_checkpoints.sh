@@ -4,6 +4,7 @@
 #
 #   bash scripts/train_checkpoints.sh                 # both embodiments
 #   EMBODIMENTS=gantry MODELS="vla high_level" bash scripts/train_checkpoints.sh
+#   MODELS= bash scripts/train_checkpoints.sh          # only collect the bags and convert the datasets
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
@@ -18,7 +19,7 @@ source scripts/env.sh
 
 EMBODIMENTS=${EMBODIMENTS:-"arm7 gantry"}
 SEED=${SEED:-0}
-MODELS=${MODELS:-"vla high_level world_model"}
+MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collect and convert only
 # Per-embodiment settings: NAME_<embodiment>, else NAME, else the default below. The defaults regenerate the
 # shipped VLAs (docs/data.md has every recipe tried and its closed-loop numbers).
 #   VLA_STEPS        VLA training steps
@@ -46,6 +47,10 @@ MODELS=${MODELS:-"vla high_level world_model"}
 #                    half of the batches each (0: none). The first stage gives them to 10 % / 5 % of the samples,
 #                    so the full stack's prompt (metadata + subgoals + memory) was rarely seen: without ROS the
 #                    gantry VLA finished 0 of 40 episodes with it against 12 of 40 without (docs/data.md, session 9)
+#   RTC_FINETUNE_STEPS  then this many steps at EXTRAS_FINETUNE_LR, the same prompt mix, with training-time RTC
+#                    (--rtc-train-prob $RTC_TRAIN_PROB --rtc-max-delay $RTC_MAX_DELAY: half the samples get the
+#                    first 1-6 rows of their chunk clean, as the rows played while a chunk is computed), so the
+#                    action expert joins chunks by conditioning on them (docs/models.md; 0: none)
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
 declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
@@ -59,7 +64,10 @@ declare -A DEFAULT_DART_EPISODES=([arm7]=400 [gantry]=200)
 declare -A DEFAULT_DART_VARIANT=([arm7]=dart_wide [gantry]=dart)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
+declare -A DEFAULT_RTC_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
+RTC_TRAIN_PROB=${RTC_TRAIN_PROB:-0.5}
+RTC_MAX_DELAY=${RTC_MAX_DELAY:-6}
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
@@ -91,6 +99,7 @@ for E in $EMBODIMENTS; do
   DART_VARIANT=$(setting DART_VARIANT "$E" "${DEFAULT_DART_VARIANT[$E]:-dart}")
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
   EXTRAS_FINETUNE_STEPS=$(setting EXTRAS_FINETUNE_STEPS "$E" "${DEFAULT_EXTRAS_FINETUNE_STEPS[$E]:-0}")
+  RTC_FINETUNE_STEPS=$(setting RTC_FINETUNE_STEPS "$E" "${DEFAULT_RTC_FINETUNE_STEPS[$E]:-0}")
   CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -156,7 +165,7 @@ for E in $EMBODIMENTS; do
     [[ "$EXTRAS_PER_BATCH" == 1 ]] && VLA_ARGS+=(--extras-per-batch)
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
-    [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
+    [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" --out "$RUNS/$E/vla" \
         --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
@@ -171,10 +180,20 @@ for E in $EMBODIMENTS; do
           --lr "$DAGGER_LR" --flow-samples 4
       LATEST=$NEXT
     fi
+    EXTRAS_MIX=(--subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch)
     if [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]]; then
+      NEXT=$CKPT/vla
+      [[ "$RTC_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_extras_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
-          --out "$RUNS/$E/vla_extras" --export "$CKPT/vla" --init-from "$LATEST" --steps "$EXTRAS_FINETUNE_STEPS" \
-          --lr "$EXTRAS_FINETUNE_LR" --subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch
+          --out "$RUNS/$E/vla_extras" --export "$NEXT" --init-from "$LATEST" --steps "$EXTRAS_FINETUNE_STEPS" \
+          --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}"
+      LATEST=$NEXT
+    fi
+    if [[ "$RTC_FINETUNE_STEPS" -gt 0 ]]; then
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
+          --out "$RUNS/$E/vla_rtc" --export "$CKPT/vla" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
+          --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" --rtc-train-prob "$RTC_TRAIN_PROB" \
+          --rtc-max-delay "$RTC_MAX_DELAY"
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the

@@ -299,11 +299,10 @@ def rollout_jobs(args, seeds: list[int], jobs: int) -> list[dict[str, Any]]:
     return sorted(results, key=lambda r: r['seed'])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """python -m pi07_policy.data.rollout --checkpoint CKPT --embodiment arm7 --seeds 10000 10010 [--out f.json]"""
+def build_parser(description: str = 'closed-loop rollouts of a VLA checkpoint in pi07_sim, no ROS'):
+    """The CLI's options (also the base of `pi07_policy.evaluate_delay`'s)."""
     import argparse
-    import json
-    parser = argparse.ArgumentParser(description='closed-loop rollouts of a VLA checkpoint in pi07_sim, no ROS')
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--checkpoint', required=True)
     parser.add_argument('--embodiment', default='arm7')
     parser.add_argument('--family', default='ordered_place')
@@ -346,15 +345,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--jobs', type=int, default=1,
                         help='split the seeds over this many processes (one torch thread each; same results)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
-    args = parser.parse_args(argv)
+    return parser
+
+
+def check_args(parser, args) -> None:
     if args.jobs < 1:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.inference_delay_steps < 0:
         parser.error(f'--inference-delay-steps must be >= 0, got {args.inference_delay_steps}')
     if not args.gripper_dwell_s >= 0:
         parser.error(f'--gripper-dwell-s must be >= 0, got {args.gripper_dwell_s}')
+
+
+def run_seeds(args, seeds: list[int]) -> list[dict[str, Any]]:
+    """The episodes of `seeds` as `args` (the CLI's options) asks, over args.jobs processes."""
+    return rollout_jobs(args, seeds, args.jobs) if args.jobs > 1 else _episodes_from_args(args, seeds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m pi07_policy.data.rollout --checkpoint CKPT --embodiment arm7 --seeds 10000 10010 [--out f.json]"""
+    import json
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_args(parser, args)
     seeds = list(range(*args.seeds))
-    results = rollout_jobs(args, seeds, args.jobs) if args.jobs > 1 else _episodes_from_args(args, seeds)
+    results = run_seeds(args, seeds)
     summary = summarize(results)
     print(json.dumps(summary))
     if args.out:
