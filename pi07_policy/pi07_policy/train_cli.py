@@ -108,7 +108,8 @@ def vla_config(args, profile: ProfileSpec):
                    flow_samples=args.flow_samples, goal_conditioning=args.goal_conditioning,
                    vision_goal_reads_state=not args.vision_goal_displacement,
                    goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise,
-                   rtc_train_prob=args.rtc_train_prob, rtc_max_delay=args.rtc_max_delay)
+                   rtc_train_prob=args.rtc_train_prob, rtc_max_delay=args.rtc_max_delay,
+                   rtc_prefix_noise=args.rtc_prefix_noise)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -160,7 +161,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
             config = replace(ckpt.config, knowledge_insulation=config.knowledge_insulation,
                              fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
                              flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
-                             rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay)
+                             rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay,
+                             rtc_prefix_noise=config.rtc_prefix_noise)
             init_weights = ckpt.state_dict
         processor = VLAProcessor.from_checkpoint(ckpt, config)
     else:
@@ -385,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'conditioning on them instead of by guidance (0: off)')
     p.add_argument('--rtc-max-delay', type=int, default=6,
                    help='training-time RTC: d is drawn from 1..this (rows; must be below --horizon)')
+    p.add_argument('--rtc-prefix-noise', type=float, default=0.0,
+                   help='training-time RTC: the frozen rows are given off course by a heading error growing to '
+                        'this std (normalised units) at their last row; the rows after keep the demonstration\'s')
     p.add_argument('--goal-pretrain-steps', type=int, default=0,
                    help='first train the image encoder alone on the goal state, this many steps (needs --goal-weight)')
     p.add_argument('--idle-tolerance', type=float, default=0.0,

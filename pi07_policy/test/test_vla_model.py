@@ -225,6 +225,18 @@ def test_training_time_rtc_gives_the_frozen_rows_clean_and_trains_on_the_rest(mo
     assert torch.equal(frozen, torch.arange(t.shape[1])[None] < delays[:, None])    # a prefix, not scattered rows
     assert torch.allclose(x_t[frozen], batch['actions'][frozen])
     assert torch.all(t[~frozen] > 0)
+    # rtc_prefix_noise: the frozen rows off course by a heading error growing along them, (i + 1) / d of it at row i
+    model = VLAModel(micro(rtc_train_prob=1.0, rtc_max_delay=3, rtc_prefix_noise=0.5)).train()
+    original = model.predict_velocity
+    monkeypatch.setattr(model, 'predict_velocity', spy)
+    model(batch)
+    frozen = seen['t'] == 0
+    off = seen['x_t'] - batch['actions']
+    for row, d in zip(off, frozen.sum(1)):
+        end = row[d - 1]
+        assert end.abs().max() > 0
+        for i in range(int(d)):
+            assert torch.allclose(row[i], end * (i + 1) / d, atol=1e-5)
     with pytest.raises(ValueError, match='rtc_max_delay'):
         micro(rtc_train_prob=0.5, rtc_max_delay=10, action_horizon=10)
 

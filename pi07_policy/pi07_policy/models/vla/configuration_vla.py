@@ -111,6 +111,13 @@ class VLAConfig:
     # chunk); 0: RTC uses guided inpainting (sampling.sample_rtc), which needs no training change.
     rtc_train_prob: float = 0.0
     rtc_max_delay: int = 0
+    # The frozen rows a model sees in closed loop are its own earlier plan, made from an older observation, not
+    # the demonstrator's: with rtc_prefix_noise > 0 they are given off course in training, by a heading error
+    # growing along the prefix to N(0, rtc_prefix_noise^2) per dimension (normalised units) at its last row, while
+    # the rows after keep the demonstration's, so the model learns to return to where the images say rather than
+    # to continue whatever the prefix does (a model trained on clean prefixes trusted them over its images:
+    # docs/data.md, session 14).
+    rtc_prefix_noise: float = 0.0
     dropout: PromptDropout = field(default_factory=PromptDropout)
 
     @property
@@ -139,6 +146,8 @@ class VLAConfig:
             raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
         if not self.vision_goal_reads_state and not self.goal_loss_weight > 0:
             raise ValueError('vision_goal_reads_state=False sets up a goal head: it needs goal_loss_weight > 0')
+        if not self.rtc_prefix_noise >= 0:
+            raise ValueError(f'rtc_prefix_noise must be >= 0, got {self.rtc_prefix_noise}')
         if not 0 <= self.rtc_train_prob <= 1:
             raise ValueError(f'rtc_train_prob must be in [0, 1], got {self.rtc_train_prob}')
         if self.rtc_train_prob > 0 and not 1 <= self.rtc_max_delay < self.action_horizon:
