@@ -49,8 +49,10 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 #                    gantry VLA finished 0 of 40 episodes with it against 12 of 40 without (docs/data.md, session 9)
 #   RTC_FINETUNE_STEPS  then this many steps at EXTRAS_FINETUNE_LR, the same prompt mix, with training-time RTC
 #                    (--rtc-train-prob $RTC_TRAIN_PROB --rtc-max-delay $RTC_MAX_DELAY: half the samples get the
-#                    first 1-6 rows of their chunk clean, as the rows played while a chunk is computed), so the
-#                    action expert joins chunks by conditioning on them (docs/models.md; 0: none)
+#                    first 1-6 rows of their chunk as given, the rows played while a chunk is computed, off course
+#                    by a heading error of std $RTC_PREFIX_NOISE at their end: --rtc-prefix-noise), so the action
+#                    expert joins chunks by conditioning on them, at the cost of a plain chunk (docs/models.md,
+#                    docs/data.md session 14; 0: none)
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
 declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
@@ -68,6 +70,7 @@ declare -A DEFAULT_RTC_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 RTC_TRAIN_PROB=${RTC_TRAIN_PROB:-0.5}
 RTC_MAX_DELAY=${RTC_MAX_DELAY:-6}
+RTC_PREFIX_NOISE=${RTC_PREFIX_NOISE:-0.6}
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
@@ -193,7 +196,7 @@ for E in $EMBODIMENTS; do
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_rtc" --export "$CKPT/vla" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" --rtc-train-prob "$RTC_TRAIN_PROB" \
-          --rtc-max-delay "$RTC_MAX_DELAY"
+          --rtc-max-delay "$RTC_MAX_DELAY" --rtc-prefix-noise "$RTC_PREFIX_NOISE"
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
