@@ -8,8 +8,9 @@
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
-# Everything runs on CPU; on the shared 2-core machine the default step counts take about 50-60 min per
-# embodiment (40 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory).
+# Everything runs on CPU; on the shared 2-core machine the default step counts take about 60-70 min per
+# embodiment (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for
+# the one with training-time RTC).
 # GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
 # the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
 # Logs and loss curves: runs/<embodiment>/<model>/.

@@ -448,7 +448,9 @@ class VLAModel(nn.Module):
             action_mask = free * (action_mask if action_mask is not None else torch.ones_like(actions))
         t_b = t[..., None] if t.ndim == 2 else t[:, None, None]
         x_t = t_b * noise + (1 - t_b) * actions
-        if t.ndim == 2 and cfg.rtc_prefix_noise > 0:   # the frozen rows off course: a heading error along them
+        # the frozen rows off course: a heading error along them (padded dimensions too: no loss reads them, and
+        # at inference they hold zeros)
+        if t.ndim == 2 and cfg.rtc_prefix_noise > 0:
             rows = frozen.to(actions.dtype)                                         # (B, H)
             ramp = rows.cumsum(1) / rows.sum(1, keepdim=True).clamp(min=1) * rows   # (i + 1) / d on the prefix
             x_t = x_t + ramp[..., None] * cfg.rtc_prefix_noise * torch.randn_like(actions[:, :1])
