@@ -18,6 +18,7 @@ class Probe:
         self.node = rclpy.create_node(name)
         # key -> [(monotonic time, ROS time, message)]
         self.received: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
+        self.subscriptions: dict[str, object] = {}
         self._lock = threading.Lock()
         self._executor = MultiThreadedExecutor(num_threads=2)
         self._executor.add_node(self.node)
@@ -31,8 +32,12 @@ class Probe:
             ros_now = self.node.get_clock().now().nanoseconds * 1e-9
             with self._lock:
                 self.received[key].append((time.monotonic(), ros_now, msg))
-        self.node.create_subscription(msg_type, topic, on_msg, qos)
+        self.subscriptions[key] = self.node.create_subscription(msg_type, topic, on_msg, qos)
         return key
+
+    def publisher_count(self, key: str) -> int:
+        """Publishers matched with the recording of ``key`` (discovery done both ways, so nothing is missed)."""
+        return self.subscriptions[key].get_publisher_count()
 
     def messages(self, key: str, since: float = 0.0) -> list:
         with self._lock:
