@@ -72,6 +72,9 @@ EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 RTC_TRAIN_PROB=${RTC_TRAIN_PROB:-0.5}
 RTC_MAX_DELAY=${RTC_MAX_DELAY:-6}
 RTC_PREFIX_NOISE=${RTC_PREFIX_NOISE:-0.6}
+# ONE_STAGE=1: the VLA's first stage already trains with the fine-tunes' prompt mix and training-time RTC, and the
+# two fine-tune stages are skipped (the 30-minute recipe, docs/data.md session 15)
+ONE_STAGE=${ONE_STAGE:-0}
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
@@ -167,11 +170,20 @@ for E in $EMBODIMENTS; do
     [[ "$GOAL_CONDITIONING" == 1 ]] && VLA_ARGS+=(--goal-conditioning)
     [[ "$GOAL_HEAD" == displacement ]] && VLA_ARGS+=(--vision-goal-displacement)
     [[ "$EXTRAS_PER_BATCH" == 1 ]] && VLA_ARGS+=(--extras-per-batch)
+    EXTRAS_MIX=(--subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch)
+    RTC_ARGS=(--rtc-train-prob "$RTC_TRAIN_PROB" --rtc-max-delay "$RTC_MAX_DELAY" --rtc-prefix-noise "$RTC_PREFIX_NOISE")
+    FIRST_STAGE_ARGS=()
+    if [[ "$ONE_STAGE" == 1 ]]; then
+      # the fine-tunes' prompt mix and training-time RTC from the first step, no fine-tune stages
+      FIRST_STAGE_ARGS=("${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}")
+      EXTRAS_FINETUNE_STEPS=0; RTC_FINETUNE_STEPS=0
+    fi
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
     [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" --out "$RUNS/$E/vla" \
-        --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS"
+        --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS" \
+        "${FIRST_STAGE_ARGS[@]}"
     if [[ "$DAGGER_EPISODES" -gt 0 ]]; then
       python -m pi07_policy.data.dagger --checkpoint "$LATEST" --embodiment "$E" -o "$BAGS/$E/takeover" \
           --episodes "$DAGGER_EPISODES" --seed 20000
@@ -184,7 +196,6 @@ for E in $EMBODIMENTS; do
           --lr "$DAGGER_LR" --flow-samples 4
       LATEST=$NEXT
     fi
-    EXTRAS_MIX=(--subgoal-prob 0.5 --memory-prob 0.5 --extras-per-batch)
     if [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]]; then
       NEXT=$CKPT/vla
       [[ "$RTC_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_extras_export
@@ -196,8 +207,7 @@ for E in $EMBODIMENTS; do
     if [[ "$RTC_FINETUNE_STEPS" -gt 0 ]]; then
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_rtc" --export "$CKPT/vla" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
-          --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" --rtc-train-prob "$RTC_TRAIN_PROB" \
-          --rtc-max-delay "$RTC_MAX_DELAY" --rtc-prefix-noise "$RTC_PREFIX_NOISE"
+          --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}"
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
