@@ -12,7 +12,8 @@
 # embodiment (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for
 # the one with training-time RTC).
 # GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
-# the gantry, but its VLA succeeds far less often (docs/data.md, session 8).
+# the gantry, but its VLA succeeds far less often (docs/data.md, session 8); so does
+# ONE_STAGE=1 GOAL_PRETRAIN_STEPS=3000 VLA_STEPS=1100 HL_STEPS=2500 (35 min, 15 of 40 against 32; session 15).
 # Logs and loss curves: runs/<embodiment>/<model>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
