@@ -45,6 +45,8 @@ def test_execute_task_with_plan_feedback_memory_and_interjection(high_level):
     status_pub = node.create_publisher(TaskStatus, 'task_status', 10)
     client = ActionClient(node, ExecuteTask, 'execute_task')
     assert client.wait_for_server(timeout_sec=30)
+    # the volatile memory updates are counted below: the recording must have matched before the first one
+    assert probe.wait_for(lambda: probe.publisher_count(updates) > 0 and status_pub.get_subscription_count() > 0, 10)
     plan = ['pick up the red block', 'place the red block in the bowl']
     goal = ExecuteTask.Goal(task=Task(task_id='t-plan', instruction='put the red block in the bowl',
                                       subtask_source=Task.SUBTASKS_FROM_PLAN, plan=plan), timeout_s=30.0)
