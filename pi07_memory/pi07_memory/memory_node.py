@@ -31,6 +31,9 @@ class MemoryNode(ManagedNode):
         declare(self, 'cameras', ['scene', 'wrist'], 'Camera names; images come from camera/<name>/image_raw.')
         declare(self, 'frames_per_camera', 6, 'Frames kept per camera in short-term visual memory (MEM: 6).')
         declare(self, 'stride_s', 1.0, 'Seconds between kept frames (MEM: 1 s).')
+        declare(self, 'keep_first_frame', False,
+                "Keep each task's first frame in the oldest memory slot (a MEM keyframe); set it for VLAs trained "
+                'with --memory-keyframe (their config has memory_keeps_first_frame).')
         declare(self, 'image_size', 96, 'Frames are stored at this size (pixels, square).')
         declare(self, 'resize_images', True, 'Resize incoming images to image_size (else reject other sizes).')
         declare(self, 'storage_dir', default_storage_dir(),
@@ -51,7 +54,8 @@ class MemoryNode(ManagedNode):
         for problem in self._store.problems:
             self.get_logger().error(f'language memory: {problem}')
         self._cameras = list(param(self, 'cameras'))
-        self._visual = VisualMemory(self._cameras, param(self, 'frames_per_camera'), param(self, 'stride_s'))
+        self._visual = VisualMemory(self._cameras, param(self, 'frames_per_camera'), param(self, 'stride_s'),
+                                    keep_first=bool(param(self, 'keep_first_frame')))
         self._size = int(param(self, 'image_size'))
         self._visual_pub = self.create_lifecycle_publisher(VisualMemoryMsg, 'memory/visual', IMAGE_OUT)
         self._language_pub = self.create_lifecycle_publisher(LanguageMemory, 'memory/language', LATCHED)

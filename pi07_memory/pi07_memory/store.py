@@ -10,47 +10,60 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pi07_common.memory_layout import memory_slots
 
 
 class VisualMemory:
-    """The last ``frames_per_camera`` frames of each camera, kept ``stride_s`` apart (MEM: 6 frames, 1 s apart)."""
+    """The last ``frames_per_camera`` frames of each camera, kept ``stride_s`` apart (MEM: 6 frames, 1 s apart).
+    With ``keep_first`` the oldest slot holds the first frame since the last reset instead (a MEM keyframe: the
+    start of the task stays in memory, e.g. where a block stood before it was moved)."""
 
-    def __init__(self, cameras: list[str], frames_per_camera: int = 6, stride_s: float = 1.0):
+    def __init__(self, cameras: list[str], frames_per_camera: int = 6, stride_s: float = 1.0,
+                 keep_first: bool = False):
         if frames_per_camera < 1 or stride_s <= 0:
             raise ValueError('frames_per_camera must be >= 1 and stride_s > 0')
         self.cameras = list(cameras)
         self.frames_per_camera = frames_per_camera
         self.stride_s = stride_s
+        self.keep_first = keep_first
         self._frames: dict[str, deque[tuple[float, np.ndarray]]] = {
             c: deque(maxlen=frames_per_camera) for c in self.cameras}
+        self._first: dict[str, tuple[float, np.ndarray]] = {}
 
     def offer(self, camera: str, stamp_s: float, frame: np.ndarray) -> bool:
         """Keep ``frame`` if at least one stride passed since the last kept frame of that camera."""
         frames = self._frames[camera]
         if frames and stamp_s < frames[-1][0]:
             frames.clear()  # time went backwards (sim reset, bag replay): start over
+            self._first.pop(camera, None)
         # 5 % slack so that frames arriving at exactly the stride are not skipped for jitter.
         if frames and stamp_s - frames[-1][0] < 0.95 * self.stride_s:
             return False
         frames.append((stamp_s, frame))
+        self._first.setdefault(camera, (stamp_s, frame))
         return True
 
     def ready(self) -> bool:
         return all(self._frames[c] for c in self.cameras)
 
     def snapshot(self) -> dict[str, list[tuple[float, np.ndarray]]]:
-        """Per camera, exactly frames_per_camera (stamp, frame) pairs, oldest first; the oldest is repeated at the
-        front while fewer frames exist. Cameras with no frame yet are left out."""
+        """Per camera, exactly frames_per_camera (stamp, frame) pairs, oldest first (``memory_slots``): the oldest
+        is repeated at the front while fewer frames exist; with keep_first the first slot is the first frame.
+        Cameras with no frame yet are left out."""
         out = {}
         for camera, frames in self._frames.items():
             if frames:
                 items = list(frames)
-                out[camera] = [items[0]] * (self.frames_per_camera - len(items)) + items
+                first = self._first.get(camera)
+                if self.keep_first and first is not None and first[0] < items[0][0]:
+                    items = [first] + items
+                out[camera] = memory_slots(items, self.frames_per_camera, self.keep_first)
         return out
 
     def reset(self) -> None:
         for frames in self._frames.values():
             frames.clear()
+        self._first.clear()
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,34 @@ def test_corrupt_memory_file_is_moved_aside_not_lost(tmp_path):
     assert reopened.tasks() == ['good']
     assert len(reopened.problems) == 2 and any('bad.json' in p for p in reopened.problems)
     assert len(list(tmp_path.glob('bad.json.corrupt-*'))) == 1
+
+
+def test_visual_memory_keyframe_keeps_the_first_frame_until_reset():
+    """keep_first (MEM keyframe): the oldest slot is the task's first frame, the rest the latest; the layout is
+    the one the dataset and the rollout give the model (pi07_common.memory_layout.memory_slots)."""
+    memory = VisualMemory(['scene'], frames_per_camera=3, stride_s=1.0, keep_first=True)
+    for t in range(6):
+        memory.offer('scene', float(t), frame(t))
+    assert [s for s, _ in memory.snapshot()['scene']] == [0.0, 4.0, 5.0]
+    plain = VisualMemory(['scene'], frames_per_camera=3, stride_s=1.0)
+    for t in range(6):
+        plain.offer('scene', float(t), frame(t))
+    assert [s for s, _ in plain.snapshot()['scene']] == [3.0, 4.0, 5.0]
+    memory.reset()
+    memory.offer('scene', 10.0, frame(10))
+    memory.offer('scene', 11.0, frame(11))
+    assert [s for s, _ in memory.snapshot()['scene']] == [10.0, 10.0, 11.0]   # padded with the new first frame
+    memory.offer('scene', 2.0, frame(2))                                      # time went back: a new first frame
+    memory.offer('scene', 3.0, frame(3))
+    memory.offer('scene', 4.0, frame(4))
+    memory.offer('scene', 5.0, frame(5))
+    assert [s for s, _ in memory.snapshot()['scene']] == [2.0, 4.0, 5.0]
+
+
+def test_memory_slots_layouts():
+    from pi07_common.memory_layout import memory_slots
+    assert memory_slots([0], 4) == [0, 0, 0, 0]
+    assert memory_slots(list(range(10)), 4) == [6, 7, 8, 9]
+    assert memory_slots(list(range(10)), 4, keep_first=True) == [0, 7, 8, 9]
+    assert memory_slots([0, 1], 4, keep_first=True) == [0, 0, 0, 1]
+    assert memory_slots(list(range(10)), 1, keep_first=True) == [0]

@@ -109,7 +109,8 @@ def vla_config(args, profile: ProfileSpec):
                    vision_goal_reads_state=not args.vision_goal_displacement,
                    goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise,
                    rtc_train_prob=args.rtc_train_prob, rtc_max_delay=args.rtc_max_delay,
-                   rtc_prefix_noise=args.rtc_prefix_noise)
+                   rtc_prefix_noise=args.rtc_prefix_noise, memory_keeps_first_frame=args.memory_keyframe,
+                   vision_goal_reads_memory=args.memory_keyframe)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -143,6 +144,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
 
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
                          memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
+                         memory_keep_first=args.memory_keyframe,
                          idle_tolerance=args.idle_tolerance,
                          extras_per_batch=args.batch_size if args.extras_per_batch else 0)
     check_dataset(dataset, profile)
@@ -176,7 +178,10 @@ def run_vla(args, profile: ProfileSpec) -> dict:
             raise SystemExit('--goal-pretrain-steps needs --goal-weight > 0 (the goal heads)')
         pretrain = {'goal_pretrain_dataset': VLADataset(
                         args.dataset, 'train', horizon=args.horizon, image_shift=args.image_shift, include=args.include,
-                        with_actions=False, segment_start_fraction=args.goal_pretrain_fraction),
+                        with_actions=False, segment_start_fraction=args.goal_pretrain_fraction,
+                        # the keyframe head learns to read the first frame where it is given, as in the VLA's steps
+                        memory_prob=args.goal_pretrain_memory_prob if config.vision_goal_reads_memory else 0.0,
+                        memory_keep_first=config.memory_keeps_first_frame, memory_frames=1),
                     'goal_pretrain_steps': args.goal_pretrain_steps,
                     'goal_pretrain_config': replace(tc, batch_size=args.goal_pretrain_batch_size,
                                                     lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
@@ -397,6 +402,11 @@ def build_parser() -> argparse.ArgumentParser:
                         'robot units; 0: keep every step): a policy trained on them can stall in the pause')
     p.add_argument('--goal-pretrain-fraction', type=float, default=0.3,
                    help='goal pretraining samples: the first fraction of each subtask segment')
+    p.add_argument('--memory-keyframe', action='store_true',
+                   help="memory's oldest slot holds the episode's first frame and the image encoder's goal head reads "
+                        'it (MEM keyframe; the tasks whose goal only the start shows: restore_layout)')
+    p.add_argument('--goal-pretrain-memory-prob', type=float, default=0.7,
+                   help='with --memory-keyframe: fraction of goal-pretraining samples given the keyframe')
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
     p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
     p.add_argument('--extras-per-batch', action='store_true',

@@ -415,3 +415,61 @@ def test_pretrained_encoder_prefixes_name_what_goal_pretraining_trains():
                 continue        # the backbone's embeddings (FiLM reads the text's too): kept at the full rate
             trained = p.grad is not None and bool(p.grad.abs().sum() > 0)
             assert trained == name.startswith(prefixes), (kind, name)
+
+
+def test_vision_goal_head_reads_the_memory_keyframe():
+    """vision_goal_reads_memory: the goal head reads the oldest memory frame (at full size) beside the current
+    images, so a goal only the start of an episode shows can be located; without memory (absent or dropped) that
+    input is zeros, and a model without the flag ignores memory frames."""
+    torch.manual_seed(0)
+    samples = micro_data().samples
+    for reads_memory in (True, False):
+        cfg = micro(goal_loss_weight=1.0, vision_goal_reads_memory=reads_memory, memory_keeps_first_frame=reads_memory)
+        model = VLAModel(cfg).eval()
+        proc = VLAProcessor.build(model.config, ROBOT, samples, fit_fast=False)
+        batch = proc.collate(samples)
+        assert ('memory_keyframe' in batch) == reads_memory
+        if reads_memory:
+            assert batch['memory_keyframe'].shape[-1] == cfg.vision.image_size
+        with torch.no_grad():
+            _, cond = model._embed_text(batch)
+            tokens = model._encode_images(batch['images'], batch['image_mask'], 0, cond)
+            base = model.vision_goal(tokens, batch)
+            other = [dict(s, memory_images={c: [255 - f for f in v] for c, v in s['memory_images'].items()})
+                     for s in samples]
+            changed = model.vision_goal(tokens, proc.collate(other))
+            no_memory = {k: v for k, v in batch.items() if not k.startswith('memory')}
+            dropped = dict(batch, memory_mask=torch.zeros_like(batch['memory_mask']))
+            assert torch.allclose(model.vision_goal(tokens, no_memory), model.vision_goal(tokens, dropped))
+        assert (not torch.allclose(base, changed)) == reads_memory
+    with pytest.raises(ValueError, match='goal heads'):
+        micro(vision_goal_reads_memory=True)
+
+
+def test_vision_goal_head_locates_a_goal_only_the_keyframe_shows():
+    """Goal pretraining on samples whose goal is the keyframe's brightness (the current images carry none of it):
+    the keyframe head learns it, the plain head cannot do better than the mean."""
+    rng = np.random.default_rng(0)
+    shared = make_sample(rng, horizon=10, state_dim=4, action_dim=4, image_size=32, memory_frames=2)
+    samples = []
+    for _ in range(16):   # the same images and prompt in every sample; the goal is the state + a displacement
+        s = dict(shared, state=rng.uniform(-1, 1, 4).astype(np.float32))   # that only the keyframe shows
+        level = rng.uniform(-1, 1)
+        first = np.full((32, 32, 3), int(127 + 120 * level), np.uint8)
+        s['memory_images'] = {c: [first, v[-1]] for c, v in s['memory_images'].items()}
+        s['goal_state'] = s['state'] + np.float32(level)
+        samples.append(s)
+    losses = {}
+    for reads_memory in (True, False):
+        torch.manual_seed(0)
+        model = VLAModel(micro(goal_loss_weight=1.0, vision_goal_reads_memory=reads_memory,
+                               vision_goal_reads_state=False))
+        batch = VLAProcessor.build(model.config, ROBOT, samples, fit_fast=False).collate(samples)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(150):
+            opt.zero_grad()
+            loss = model.vision_goal_loss(batch)['loss']
+            loss.backward()
+            opt.step()
+        losses[reads_memory] = float(loss.detach())
+    assert losses[True] < 0.3 * losses[False], losses

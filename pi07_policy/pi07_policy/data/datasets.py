@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pi07_common.memory_layout import memory_slots
+
 from .format import open_episode, read_index, read_norm_stats
 
 
@@ -130,7 +132,7 @@ class VLADataset(EpisodeDataset):
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
                  segment_start_fraction: float | None = None, idle_tolerance: float = 0.0,
-                 extras_per_batch: int = 0):
+                 extras_per_batch: int = 0, memory_keep_first: bool = False):
         """`extras_per_batch` B > 0: every run of B consecutive samples (a DataLoader worker builds a batch's
         samples in a row) shares one coin for subgoal images and one for memory frames, instead of one per sample.
         The prompt is padded to the batch's longest, so one sample with memory made the whole batch pay for its
@@ -139,7 +141,9 @@ class VLADataset(EpisodeDataset):
         object to go to is farthest; the image encoder's goal pretraining uses them). `with_actions=False`:
         samples without the action chunk (nothing to tokenise when only the goal is trained).
         `idle_tolerance` > 0: leave out the steps at which the robot pauses (`idle_steps`), so that a pause looks
-        like its last step and the policy learns to go on from it (see `idle_steps`)."""
+        like its last step and the policy learns to go on from it (see `idle_steps`).
+        `memory_keep_first`: the oldest memory slot is the episode's first frame (a MEM keyframe), the others the
+        latest (pi07_memory's `keep_first_frame`)."""
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
         if idle_tolerance < 0:
@@ -165,6 +169,7 @@ class VLADataset(EpisodeDataset):
         self.subgoal_ahead = max(1, int(round(subgoal_ahead_s * rate)))
         self.memory_prob, self.memory_frames = memory_prob, memory_frames
         self.memory_stride = max(1, int(round(memory_stride_s * rate)))
+        self.memory_keep_first = memory_keep_first
         self.image_shift = image_shift
         self.with_images = with_images
         if extras_per_batch < 0:
@@ -195,8 +200,7 @@ class VLADataset(EpisodeDataset):
         return min(t + self.subgoal_ahead, n - 1)
 
     def memory_steps(self, t: int) -> list[int]:
-        kept = list(range(0, t + 1, self.memory_stride))[-self.memory_frames:]
-        return [kept[0]] * (self.memory_frames - len(kept)) + kept
+        return memory_slots(list(range(0, t + 1, self.memory_stride)), self.memory_frames, self.memory_keep_first)
 
     def chunk(self, k: int, t: int) -> tuple[np.ndarray, np.ndarray]:
         acts = self.arrays(k).actions

@@ -36,15 +36,18 @@ from typing import Any
 
 import numpy as np
 
+from pi07_common.memory_layout import memory_slots
+
 from ..control.gripper_dwell import GripperDwell
 from ..control.rtc_planner import PublishedChunk, plan_request
 
 
 class MemoryFrames:
-    """Frames kept every stride_s per camera, the last n, oldest first, the oldest repeated to fill (pi07_memory)."""
+    """Frames kept every stride_s per camera, laid out as pi07_memory publishes them (`memory_slots`: the last n,
+    oldest first, the oldest repeated to fill; with `keep_first`, the episode's first frame in the oldest slot)."""
 
-    def __init__(self, n: int = 6, stride_s: float = 1.0):
-        self.n, self.stride_s = n, stride_s
+    def __init__(self, n: int = 6, stride_s: float = 1.0, keep_first: bool = False):
+        self.n, self.stride_s, self.keep_first = n, stride_s, keep_first
         self.frames: dict[str, list[np.ndarray]] = {}
         self.last_s = -np.inf
 
@@ -53,11 +56,14 @@ class MemoryFrames:
             return
         self.last_s = time_s
         for cam, img in images.items():
-            self.frames.setdefault(cam, []).append(np.asarray(img).copy())
-            self.frames[cam] = self.frames[cam][-self.n:]
+            kept = self.frames.setdefault(cam, [])
+            kept.append(np.asarray(img).copy())
+            # the first frame (keep_first) and the last n are all a layout can use
+            self.frames[cam] = kept[:1] + kept[-self.n:] if self.keep_first and len(kept) > self.n + 1 \
+                else kept[-(self.n + 1):]
 
     def get(self) -> dict[str, list[np.ndarray]]:
-        return {c: [f[0]] * (self.n - len(f)) + f for c, f in self.frames.items()}
+        return {c: memory_slots(f, self.n, self.keep_first) for c, f in self.frames.items()}
 
 
 class WorldModelSubgoals:
@@ -124,7 +130,9 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
     meta = dict(metadata) if metadata is not None else None
     if meta is not None:
         meta.setdefault('control_mode', env.action_spec.control_mode)
-    memory = MemoryFrames() if use_memory else None
+    # the layout the model was trained with (a keyframe model expects the first frame in the oldest slot)
+    keep_first = bool(getattr(getattr(policy, 'config', None), 'memory_keeps_first_frame', False))
+    memory = MemoryFrames(keep_first=keep_first) if use_memory else None
     # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions) is what the
     # executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
     # made when it arrives (back to back) but not before execute_steps have passed.

@@ -103,6 +103,13 @@ class VLAConfig:
     # state to the goal from the images alone (False): it cannot learn "the goal is where I am heading" then, and
     # the wrist camera shows the displacement directly once near.
     vision_goal_reads_state: bool = True
+    # Memory keyframe (MEM keeps keyframes, not only the latest frames): the oldest memory slot holds the
+    # episode's first frame (`memory_keeps_first_frame`: what the dataset, the rollout and pi07_memory's
+    # `keep_first_frame` give the model), and the image encoder's goal head reads that frame's summary beside
+    # the current images' (`vision_goal_reads_memory`), so a goal that only the start of the episode shows (where
+    # a moved block stood: restore_layout) can be located. Without memory in the prompt that input is zeros.
+    memory_keeps_first_frame: bool = False
+    vision_goal_reads_memory: bool = False
     # Training-time Real-Time Chunking (Black et al. 2025, "Training-Time Action Conditioning for Efficient
     # Real-Time Chunking"): a fraction `rtc_train_prob` of the training samples gets the first d ~ U{1..
     # rtc_max_delay} actions of its chunk clean (flow time 0 on those tokens, no loss on them): the rows the robot
@@ -146,6 +153,8 @@ class VLAConfig:
             raise ValueError('goal_conditioning needs the goal heads (goal_loss_weight > 0)')
         if not self.vision_goal_reads_state and not self.goal_loss_weight > 0:
             raise ValueError('vision_goal_reads_state=False sets up a goal head: it needs goal_loss_weight > 0')
+        if self.vision_goal_reads_memory and not self.goal_loss_weight > 0:
+            raise ValueError('vision_goal_reads_memory needs the goal heads (goal_loss_weight > 0)')
         if not self.rtc_prefix_noise >= 0:
             raise ValueError(f'rtc_prefix_noise must be >= 0, got {self.rtc_prefix_noise}')
         if not 0 <= self.rtc_train_prob <= 1:

@@ -153,7 +153,8 @@ class VLAModel(nn.Module):
             # the same target from the image encoder alone (one summary token per camera slot + the state): a
             # short path that teaches the encoder where the named object is (`vision_goal_loss`)
             state_in = config.state_dim if config.vision_goal_reads_state else 0
-            self.vision_goal_head = nn.Sequential(nn.Linear(config.max_cameras * d + state_in, 2 * d),
+            views = 2 if config.vision_goal_reads_memory else 1   # current images (+ the memory keyframe)
+            self.vision_goal_head = nn.Sequential(nn.Linear(views * config.max_cameras * d + state_in, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
         if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
             self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
@@ -247,19 +248,32 @@ class VLAModel(nn.Module):
         masks.append(torch.ones_like(batch['state'][:, :1], dtype=torch.bool))
         return pack_tokens(torch.cat(parts, dim=1), torch.cat(masks, dim=1))
 
-    def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from one summary token per camera (the
-        keypoint token if the encoder has one, else the mean of the grid) and the state; or, without
-        vision_goal_reads_state, the state plus a displacement from the summaries alone."""
-        b, n = batch['image_mask'].shape
+    def _camera_summaries(self, image_tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """image tokens (B, N * P, D), mask (B, N) -> (B, max_cameras * D): one summary token per camera slot (the
+        keypoint token if the encoder has one, else the mean of the grid), zeros for absent cameras."""
+        b, n = mask.shape
         per_camera = image_tokens.view(b, n, self.config.vision.tokens_per_image, -1)
         has_keypoints = self.config.vision.kind == 'conv' and self.config.vision.keypoints
         summary = per_camera[:, :, -1] if has_keypoints else per_camera.mean(2)              # (B, N, D)
-        summary = summary * batch['image_mask'][..., None].to(summary.dtype)
-        summary = F.pad(summary, (0, 0, 0, self.config.max_cameras - n))                   # (B, max_cameras, D)
+        summary = summary * mask[..., None].to(summary.dtype)
+        return F.pad(summary, (0, 0, 0, self.config.max_cameras - n)).flatten(1)           # (B, max_cameras * D)
+
+    def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from the camera summaries (with
+        vision_goal_reads_memory, also the memory keyframe's: zeros where a sample has no memory) and the state;
+        or, without vision_goal_reads_state, the state plus a displacement from the summaries alone."""
+        summary = self._camera_summaries(image_tokens, batch['image_mask'])
+        if self.config.vision_goal_reads_memory:
+            key = torch.zeros_like(summary)
+            if 'memory_keyframe' in batch and 'memory_mask' in batch:
+                key_mask = batch['memory_mask'].any(-1)                                     # (B, N'): dropout too
+                _, cond = self._embed_text(batch)
+                key_tokens = self._encode_images(batch['memory_keyframe'], key_mask, 0, cond)
+                key = self._camera_summaries(key_tokens, key_mask)
+            summary = torch.cat([summary, key], dim=1)
         if not self.config.vision_goal_reads_state:   # the displacement to the goal, seen in the images
-            return batch['state'] + self.vision_goal_head(summary.flatten(1))
-        return self.vision_goal_head(torch.cat([summary.flatten(1), batch['state']], dim=1))
+            return batch['state'] + self.vision_goal_head(summary)
+        return self.vision_goal_head(torch.cat([summary, batch['state']], dim=1))
 
     def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Masked MSE to the goal state. Samples whose subtask prompt dropout removed count too: the heads learn

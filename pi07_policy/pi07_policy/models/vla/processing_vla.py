@@ -246,6 +246,7 @@ class VLAProcessor:
         ms = cfg.memory_image_size
         mem = torch.zeros(b, len(cams), n_mem, 3, ms, ms)
         mem_mask = torch.zeros(b, len(cams), n_mem, dtype=torch.bool)
+        keyframe = torch.zeros(b, len(cams), 3, s, s) if cfg.vision_goal_reads_memory else None
         for i, smp in enumerate(samples):
             for c, cam in enumerate(cams):
                 if cam in (smp.get('images') or {}):
@@ -259,11 +260,15 @@ class VLAProcessor:
                     slot = n_mem - len(frames) + j
                     mem[i, c, slot] = self.image(frame, ms)
                     mem_mask[i, c, slot] = True
+                if keyframe is not None and frames:
+                    keyframe[i, c] = self.image(frames[0], s)
         batch['images'], batch['image_mask'] = images, image_mask
         if sub_mask.any():
             batch['subgoal_images'], batch['subgoal_mask'] = sub, sub_mask
         if mem_mask.any():
             batch['memory_images'], batch['memory_mask'] = mem, mem_mask
+            if keyframe is not None:   # the oldest slot at full size: the goal head reads it (memory_keyframe)
+                batch['memory_keyframe'] = keyframe
         texts = [self.text(smp.get('task'), smp.get('subtask'), smp.get('metadata')) for smp in samples]
         length = max([len(ids) for ids, _ in texts] + [0])
         if length:
@@ -344,6 +349,11 @@ class VLAProcessor:
                     frames[0, cams.index(c), t - len(v) + j] = self.image(f, ms)
                     mask[0, cams.index(c), t - len(v) + j] = True
             batch['memory_images'], batch['memory_mask'] = frames, mask
+            if cfg.vision_goal_reads_memory:
+                key = torch.zeros(1, n, 3, cfg.vision.image_size, cfg.vision.image_size)
+                for c, v in mem.items():
+                    key[0, cams.index(c)] = self.image(v[0], cfg.vision.image_size)
+                batch['memory_keyframe'] = key
         ids, segs = self.text(obs.get('task'), obs.get('subtask'), obs.get('metadata'))
         if len(ids):
             batch['text_ids'], batch['text_segments'] = ids[None], segs[None]
