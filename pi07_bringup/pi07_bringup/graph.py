@@ -5,7 +5,9 @@ bring-up order; launch files turn them into launch_ros actions, the runner into 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -96,7 +98,26 @@ def build_graph(profile: Profile, *, nodes: list[str] | None = None, use_sim_tim
         params['use_sim_time'] = use_sim_time
         remaps = () if node == 'sim' else camera_remaps
         specs.append(NodeSpec(node, package, executable, lifecycle, params, remaps))
+    _match_memory_layout(specs, profile, parameter_overrides or {})
     return specs
+
+
+def _match_memory_layout(specs: list[NodeSpec], profile: Profile, overrides: dict[str, dict[str, Any]]) -> None:
+    """A VLA trained with memory keyframes (`memory_keeps_first_frame` in its config) needs the memory node to
+    keep the first frame: set `keep_first_frame` from the action expert's checkpoint unless the profile or an
+    override sets it."""
+    by_name = {s.name: s for s in specs}
+    memory, expert = by_name.get('memory'), by_name.get('action_expert')
+    entry = profile.nodes.get('memory')
+    if memory is None or expert is None or 'keep_first_frame' in overrides.get('memory', {}) or (
+            entry is not None and 'keep_first_frame' in entry.parameters):
+        return
+    try:
+        config = json.loads((Path(str(expert.parameters.get('checkpoint', ''))) / 'config.json').read_text())
+    except (OSError, ValueError):
+        return   # no readable checkpoint here: the node reports it when it configures
+    if isinstance(config, dict) and (config.get('config') or {}).get('memory_keeps_first_frame'):
+        memory.parameters['keep_first_frame'] = True
 
 
 def params_file_content(spec: NodeSpec) -> dict:

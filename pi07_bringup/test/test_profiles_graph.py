@@ -164,3 +164,19 @@ def test_params_file_quotes_strings_that_yaml_1_1_reads_as_booleans():
     text = params_file_text(spec)
     assert "- 'y'" in text and "- 'yaw'" in text
     assert yaml.safe_load(text)['/**']['ros__parameters']['joint_names'] == ['x', 'y', 'z', 'yaw', 'gripper']
+
+
+def test_memory_keeps_the_first_frame_for_a_keyframe_vla(tmp_path):
+    """A VLA trained with memory keyframes gets a memory node that keeps them, unless the profile or an override
+    says otherwise; other VLAs leave the memory node's default."""
+    import json
+    profile = load_profile('sim_gantry')
+    (tmp_path / 'config.json').write_text(json.dumps({'config': {'memory_keeps_first_frame': True}}))
+
+    def keep_first(**kwargs):
+        return {s.name: s for s in build_graph(profile, **kwargs)}['memory'].parameters.get('keep_first_frame')
+
+    assert keep_first(checkpoints={'action_expert': str(tmp_path)}) is True
+    assert keep_first(checkpoints={'action_expert': str(tmp_path)},
+                      parameter_overrides={'memory': {'keep_first_frame': False}}) is False
+    assert keep_first(checkpoints={'action_expert': str(tmp_path / 'missing')}) is None
