@@ -67,21 +67,32 @@ def evaluate(policy, dataset: VLADataset, stride: int = 5, max_episodes: int | N
 
 
 def evaluate_goal(policy, root: str | Path, split: str = 'val', include: list[str] | None = None,
-                  max_samples: int | None = None, progress: bool = True) -> dict[str, Any]:
+                  max_samples: int | None = None, progress: bool = True, with_memory: bool = False) -> dict[str, Any]:
     """The image encoder's goal head at the first step of each subtask segment vs the recorded state at the
-    segment's end (`VLAPolicy.predict_goal`), robot units."""
+    segment's end (`VLAPolicy.predict_goal`), robot units; overall and per subtask text. `with_memory`: the
+    recorded memory frames too, laid out as the model was trained (a keyframe model's head reads the first)."""
     from tqdm.auto import tqdm
     dataset = VLADataset(root, split, horizon=policy.config.action_horizon, with_actions=False,
-                         segment_start_fraction=1e-9, include=include)   # one step per segment: its first
+                         segment_start_fraction=1e-9, include=include,   # one step per segment: its first
+                         memory_prob=1.0 if with_memory else 0.0,
+                         memory_keep_first=policy.config.memory_keeps_first_frame)
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
-    errors = []
+    errors, subtasks = [], []
     for i in tqdm(range(n), desc='goal head', disable=not progress):
         s = dataset[i]
-        obs = {key: s.get(key) for key in ('images', 'state', 'task', 'subtask', 'metadata')}
+        obs = {key: s.get(key) for key in ('images', 'state', 'task', 'subtask', 'metadata', 'memory_images')}
         errors.append(policy.predict_goal(obs) - s['goal_state'])
+        subtasks.append(s.get('subtask') or '')
     err = np.abs(np.stack(errors))
-    return {'samples': n, 'state_names': list(dataset.index['state_names']), 'mae': err.mean(0).tolist(),
-            'median': np.median(err, 0).tolist(), 'p90': np.percentile(err, 90, axis=0).tolist()}
+
+    def summary(e: np.ndarray) -> dict[str, Any]:
+        return {'samples': len(e), 'mae': e.mean(0).tolist(), 'median': np.median(e, 0).tolist(),
+                'p90': np.percentile(e, 90, axis=0).tolist()}
+
+    per_subtask = {text: summary(err[[j for j, t in enumerate(subtasks) if t == text]])
+                   for text in sorted(set(subtasks))}
+    return {'state_names': list(dataset.index['state_names']), 'with_memory': with_memory, **summary(err),
+            'per_subtask': per_subtask}
 
 
 def plot(report: dict[str, Any], path: Path, max_episodes: int = 2) -> None:
@@ -148,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_actions:
         dataset = VLADataset(args.dataset, args.split, horizon=policy.config.action_horizon,
                              subgoal_prob=1.0 if args.with_subgoal else 0.0,
-                             memory_prob=1.0 if args.with_memory else 0.0, include=args.include)
+                             memory_prob=1.0 if args.with_memory else 0.0, include=args.include,
+                             memory_keep_first=policy.config.memory_keeps_first_frame)
         report = evaluate(policy, dataset, args.stride, args.episodes)
         summary = {k: report[k] for k in ('predictions', 'mean_mae_relative_to_range')}
         summary['first_action_mae'] = dict(zip(report['action_names'], np.round(report['first_action']['mae'], 4)
                                                .tolist()))
     if args.goal:
-        report['goal'] = evaluate_goal(policy, args.dataset, args.split, args.include)
+        report['goal'] = evaluate_goal(policy, args.dataset, args.split, args.include, with_memory=args.with_memory)
         summary['goal_median_error'] = dict(zip(report['goal']['state_names'],
                                                 np.round(report['goal']['median'], 4).tolist()))
     out = Path(args.out)

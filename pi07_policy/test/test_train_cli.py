@@ -104,6 +104,24 @@ def test_vla_goal_heads_and_encoder_pretraining(setup):
         train_cli.main(['vla', *_common(root, profile_path, 'nogoal'), '--steps', '2', '--goal-pretrain-steps', '5'])
 
 
+def test_vla_memory_keyframe(setup):
+    """--memory-keyframe: the config records the memory layout and the goal head that reads the keyframe (goal
+    pretraining included); the goal report with --with-memory reads it, per subtask."""
+    root, profile_path = setup
+    assert train_cli.main(['vla', *_common(root, profile_path, 'keyframe'), '--steps', '4', '--batch-size', '8',
+                           '--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-pretrain-steps', '4',
+                           '--goal-pretrain-batch-size', '8', '--goal-conditioning', '--vision-goal-displacement',
+                           '--memory-keyframe', '--memory-prob', '0.5']) == 0
+    config = json.loads((root / 'keyframe_export' / 'config.json').read_text())['config']
+    assert config['memory_keeps_first_frame'] and config['vision_goal_reads_memory']
+    report_dir = root / 'keyframe_report'
+    assert evaluate_open_loop.main(['--checkpoint', str(root / 'keyframe_export'), '--dataset', str(root / 'dataset'),
+                                    '--goal', '--with-memory', '--no-actions', '--out', str(report_dir)]) == 0
+    goal = json.loads((report_dir / 'open_loop.json').read_text())['goal']
+    assert goal['with_memory'] and goal['per_subtask']
+    assert sum(v['samples'] for v in goal['per_subtask'].values()) == goal['samples']
+
+
 def test_vla_fine_tunes_from_a_checkpoint(setup):
     """--init-from: the checkpoint's weights and processor, a fresh schedule (step 0), this command's knobs; the
     first loss is the trained model's, far below a fresh model's."""
