@@ -153,8 +153,10 @@ class VLAModel(nn.Module):
             # the same target from the image encoder alone (one summary token per camera slot + the state): a
             # short path that teaches the encoder where the named object is (`vision_goal_loss`)
             state_in = config.state_dim if config.vision_goal_reads_state else 0
-            views = 2 if config.vision_goal_reads_memory else 1   # current images (+ the memory keyframe)
-            self.vision_goal_head = nn.Sequential(nn.Linear(views * config.max_cameras * d + state_in, 2 * d),
+            # current images (+ the memory keyframe and the subtask's text condition: which of the two holds the goal
+            # depends on the subtask, "pick up the red block" or "put the red block back where it was")
+            views = (2 * config.max_cameras * d + d) if config.vision_goal_reads_memory else config.max_cameras * d
+            self.vision_goal_head = nn.Sequential(nn.Linear(views + state_in, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
         if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
             self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
@@ -260,17 +262,19 @@ class VLAModel(nn.Module):
 
     def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from the camera summaries (with
-        vision_goal_reads_memory, also the memory keyframe's: zeros where a sample has no memory) and the state;
+        vision_goal_reads_memory, also the memory keyframe's, zeros where a sample has no memory, and the subtask's
+        text condition) and the state;
         or, without vision_goal_reads_state, the state plus a displacement from the summaries alone."""
         summary = self._camera_summaries(image_tokens, batch['image_mask'])
         if self.config.vision_goal_reads_memory:
+            _, cond = self._embed_text(batch)
             key = torch.zeros_like(summary)
             if 'memory_keyframe' in batch and 'memory_mask' in batch:
                 key_mask = batch['memory_mask'].any(-1)                                     # (B, N'): dropout too
-                _, cond = self._embed_text(batch)
                 key_tokens = self._encode_images(batch['memory_keyframe'], key_mask, 0, cond)
                 key = self._camera_summaries(key_tokens, key_mask)
-            summary = torch.cat([summary, key], dim=1)
+            text = cond if cond is not None else summary.new_zeros(summary.shape[0], self.config.decoder.hidden_size)
+            summary = torch.cat([summary, key, text], dim=1)
         if not self.config.vision_goal_reads_state:   # the displacement to the goal, seen in the images
             return batch['state'] + self.vision_goal_head(summary)
         return self.vision_goal_head(torch.cat([summary, batch['state']], dim=1))
