@@ -103,7 +103,8 @@ def test_subgoal_and_memory_frames(dataset_dir):
     assert [int(f[5, 5, 0]) // 4 for f in s['memory_images']['scene']] == [0, 0, 0, 0, 10, 20]
     assert int(s['subgoal_images']['scene'][5, 5, 0]) == 4 * (STEPS - 1)        # last subtask: the episode's end
     for keep_first, expected in ((True, [0, 20]), (False, [10, 20])):   # MEM keyframe: the first frame stays
-        two = VLADataset(dataset_dir, 'train', horizon=4, memory_prob=1.0, memory_frames=2, memory_keep_first=keep_first)
+        two = VLADataset(dataset_dir, 'train', horizon=4, memory_prob=1.0, memory_frames=2,
+                         memory_keep_first=keep_first)
         assert [int(f[5, 5, 0]) // 4 for f in two[_find(two, 'ep_0', 27)]['memory_images']['scene']] == expected
     ahead = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=1.0, subgoal_end_prob=0.0, subgoal_ahead_s=1.0)
     assert int(ahead[_find(ahead, 'ep_0', 2)]['subgoal_images']['scene'][5, 5, 0]) == 4 * 12

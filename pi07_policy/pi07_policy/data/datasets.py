@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
-
 from pi07_common.memory_layout import memory_slots
+from torch.utils.data import Dataset
 
 from .format import open_episode, read_index, read_norm_stats
 

@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-
 from pi07_common.memory_layout import memory_slots
 
 from ..control.gripper_dwell import GripperDwell
