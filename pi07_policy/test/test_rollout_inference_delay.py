@@ -113,3 +113,20 @@ def test_bad_settings_are_refused():
         run(chunking='async')
     with pytest.raises(ValueError, match='inference_delay_steps'):
         run(inference_delay_steps=-1)
+
+
+@pytest.mark.parametrize('keep_first', [False, True])
+def test_rollout_memory_is_laid_out_as_the_memory_node_publishes_it(keep_first):
+    """The rollout's memory frames and pi07_memory's snapshot hold the same frames in the same slots, plain and
+    with the first-frame keyframe (both use pi07_common.memory_layout)."""
+    from pi07_memory.store import VisualMemory
+    from pi07_policy.data.rollout import MemoryFrames
+    rollout, node = MemoryFrames(4, 1.0, keep_first=keep_first), VisualMemory(['c'], 4, 1.0, keep_first=keep_first)
+    for step in range(0, 75):   # 7.5 s at 10 Hz
+        t = step / 10
+        frame = np.full((2, 2, 3), step, np.uint8)
+        rollout.add({'c': frame}, t)
+        node.offer('c', t, frame)
+        if step in (0, 25, 74):
+            assert [int(f[0, 0, 0]) for f in rollout.get()['c']] == [int(f[0, 0, 0]) for _, f in node.snapshot()['c']]
+    assert int(rollout.get()['c'][0][0, 0, 0]) == (0 if keep_first else 40)

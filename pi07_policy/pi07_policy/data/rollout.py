@@ -57,9 +57,7 @@ class MemoryFrames:
         for cam, img in images.items():
             kept = self.frames.setdefault(cam, [])
             kept.append(np.asarray(img).copy())
-            # the first frame (keep_first) and the last n are all a layout can use
-            self.frames[cam] = kept[:1] + kept[-self.n:] if self.keep_first and len(kept) > self.n + 1 \
-                else kept[-(self.n + 1):]
+            self.frames[cam] = kept[:1] + kept[1:][-self.n:]   # the first and the last n: all a layout can use
 
     def get(self) -> dict[str, list[np.ndarray]]:
         return {c: memory_slots(f, self.n, self.keep_first) for c, f in self.frames.items()}
