@@ -110,7 +110,7 @@ def vla_config(args, profile: ProfileSpec):
                    goal_teacher_forcing=args.goal_teacher_forcing, goal_noise=args.goal_noise,
                    rtc_train_prob=args.rtc_train_prob, rtc_max_delay=args.rtc_max_delay,
                    rtc_prefix_noise=args.rtc_prefix_noise, memory_keeps_first_frame=args.memory_keyframe,
-                   vision_goal_reads_memory=args.memory_keyframe)
+                   vision_goal_reads_memory=args.memory_keyframe, keyframe_encoder=args.keyframe_encoder)
 
 
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
@@ -165,7 +165,13 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                              flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
                              rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay,
                              rtc_prefix_noise=config.rtc_prefix_noise)
-            init_weights = ckpt.state_dict
+            init_weights = dict(ckpt.state_dict)
+            if args.keyframe_encoder and not config.keyframe_encoder:
+                if not config.vision_goal_reads_memory:
+                    raise SystemExit(f'--keyframe-encoder: {args.init_from} was not trained with --memory-keyframe')
+                # the keyframe's own encoder starts as the image encoder the goal head was trained with
+                config = replace(config, keyframe_encoder=True)
+                init_weights.update({'keyframe_' + k: v for k, v in ckpt.state_dict.items() if k.startswith('vision.')})
         processor = VLAProcessor.from_checkpoint(ckpt, config)
     else:
         processor = build_vla_processor(config, profile, dataset, args.seed, delta=not args.absolute_actions)
@@ -173,7 +179,9 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                      warmup_steps=min(100, args.steps // 10), plot_every=args.plot_every,
                      save_every=args.save_every, log_every=args.log_every)
     pretrain = {}
-    if args.goal_pretrain_steps > 0 and resume is None:
+    if args.goal_head_only and (args.init_from is None or resume is not None):
+        raise SystemExit('--goal-head-only fine-tunes the goal head of a trained VLA: give --init-from, not --resume')
+    if (args.goal_pretrain_steps > 0 or args.goal_head_only) and resume is None:
         if not config.goal_loss_weight > 0:
             raise SystemExit('--goal-pretrain-steps needs --goal-weight > 0 (the goal heads)')
         pretrain = {'goal_pretrain_dataset': VLADataset(
@@ -181,17 +189,21 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                         with_actions=False, segment_start_fraction=args.goal_pretrain_fraction,
                         # the keyframe head learns to read the first frame where it is given, as in the VLA's steps
                         memory_prob=args.goal_pretrain_memory_prob if config.vision_goal_reads_memory else 0.0,
-                        memory_keep_first=config.memory_keeps_first_frame, memory_frames=1),
+                        memory_keep_first=config.memory_keeps_first_frame, memory_frames=1,
+                        hindsight_return_prob=args.hindsight_return_prob,
+                        hindsight_return_dims=args.hindsight_return_dims),
                     'goal_pretrain_steps': args.goal_pretrain_steps,
                     'goal_pretrain_config': replace(tc, batch_size=args.goal_pretrain_batch_size,
                                                     lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
     policy, result = train_vla(dataset, config, out, args.steps, robot=processor.robot, processor=processor,
                                train_config=tc, resume_from=resume, profile=profile.path, init_weights=init_weights,
-                               encoder_lr_scale=args.encoder_lr_scale, **pretrain)
+                               encoder_lr_scale=args.encoder_lr_scale, goal_head_only=args.goal_head_only, **pretrain)
     summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
                'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
-               'flow_loss_last': result.last('flow_loss'), 'config': args.config, 'horizon': args.horizon,
+               'config': args.config, 'horizon': args.horizon, 'goal_head_only': args.goal_head_only,
                'image_size': config.vision.image_size, 'train_samples': len(dataset)}
+    if not args.goal_head_only:
+        summary['flow_loss_last'] = result.last('flow_loss')
     if result.pretrain is not None:
         summary.update({'goal_pretrain_steps': result.pretrain.step, 'goal_pretrain_seconds': round(
             result.pretrain.seconds, 1), 'goal_pretrain_loss_first': result.pretrain.first('loss'),
@@ -407,6 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
                         'it (MEM keyframe; the tasks whose goal only the start shows: restore_layout)')
     p.add_argument('--goal-pretrain-memory-prob', type=float, default=0.7,
                    help='with --memory-keyframe: fraction of goal-pretraining samples given the keyframe')
+    p.add_argument('--keyframe-encoder', action='store_true',
+                   help='with --memory-keyframe: the keyframe gets its own copy of the image encoder, used by the goal '
+                        'head only (with --init-from a VLA without one, a copy of its image encoder)')
+    p.add_argument('--goal-head-only', action='store_true',
+                   help='with --init-from: train only the image-encoder goal estimate\'s own parts (its head and the '
+                        'keyframe encoder) for --steps steps on the goal-pretraining samples, at --goal-pretrain-lr '
+                        'and --goal-pretrain-batch-size; what the backbone and the expert read does not change')
+    p.add_argument('--hindsight-return-prob', type=float, default=0.0,
+                   help='goal samples: the fraction, among those after an object\'s pick, relabelled "put the <object> '
+                        'block back where it was" with the keyframe and the end of that pick as the goal')
+    p.add_argument('--hindsight-return-dims', type=int, nargs='+', default=None,
+                   help='state dimensions a hindsight goal supervises (default all; the gantry: 0 1, x and y)')
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
     p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
     p.add_argument('--extras-per-batch', action='store_true',

@@ -170,3 +170,24 @@ def test_loading_with_workers_matches_in_process(dataset_dir):
         assert a.keys() == b.keys()
         for key in a:
             torch.testing.assert_close(a[key], b[key])
+
+
+def test_hindsight_return_samples(dataset_dir):
+    """After an object's pick a hindsight sample asks for it back where it started: the subtask says so, the memory
+    holds the episode's first frame, the goal is the state where the pick ended, on the chosen dimensions only.
+    Before any pick there is nothing to return, so the sample stays as recorded."""
+    ds = VLADataset(dataset_dir, 'train', horizon=8, with_actions=False, hindsight_return_prob=1.0,
+                    hindsight_return_dims=(0, 1), memory_frames=1, memory_keep_first=True)
+    k = next(k for k, e in enumerate(ds.episodes) if e['name'] == 'ep_0')
+    pick_end = next(stop for s, _, stop in ds.segments(k) if ds.episodes[k]['subtasks'][s] == PLAN[0])
+    after = ds[_find(ds, 'ep_0', pick_end + 2)]
+    assert after['subtask'] == 'put the red block back where it was' and after['task'] is None
+    np.testing.assert_array_equal(after['goal_state'], ds.arrays(k).state[pick_end])
+    assert list(after['goal_mask']) == [True, True] + [False] * (len(after['state']) - 2)
+    assert [int(f[5, 5, 0]) // 4 for f in after['memory_images']['scene']] == [0]
+    before = ds[_find(ds, 'ep_0', pick_end - 1)]
+    assert before['subtask'] == PLAN[0] and 'goal_mask' not in before and 'memory_images' not in before
+    plain = VLADataset(dataset_dir, 'train', horizon=8, with_actions=False)
+    assert plain[_find(plain, 'ep_0', pick_end + 2)]['subtask'] == PLAN[1]
+    with pytest.raises(ValueError, match='with_actions'):
+        VLADataset(dataset_dir, 'train', hindsight_return_prob=0.5)

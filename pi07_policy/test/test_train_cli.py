@@ -122,6 +122,33 @@ def test_vla_memory_keyframe(setup):
     assert sum(v['samples'] for v in goal['per_subtask'].values()) == goal['samples']
 
 
+def test_vla_goal_head_only_with_a_keyframe_encoder(setup):
+    """--goal-head-only --keyframe-encoder from a keyframe VLA (hindsight return samples in its goal data): the
+    keyframe's encoder starts as a copy of the image encoder, only it and the goal head change, and the goal loss
+    falls."""
+    from safetensors.torch import load_file
+    root, profile_path = setup
+    base = ['--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-conditioning', '--vision-goal-displacement',
+            '--memory-keyframe']
+    assert train_cli.main(['vla', *_common(root, profile_path, 'kf_base'), *base, '--steps', '2',
+                           '--batch-size', '4']) == 0
+    tuned = ['vla', *_common(root, profile_path, 'kf_goal'), *base, '--init-from', str(root / 'kf_base_export'),
+             '--keyframe-encoder', '--goal-head-only', '--steps', '40', '--goal-pretrain-batch-size', '8',
+             '--goal-pretrain-lr', '3e-3', '--hindsight-return-prob', '0.5', '--hindsight-return-dims', '0', '1']
+    assert train_cli.main(tuned) == 0
+    before, after = (load_file(root / f'{n}_export' / 'model.safetensors') for n in ('kf_base', 'kf_goal'))
+    changed = {k.split('.')[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {'vision_goal_head'}, changed
+    copies = [k for k in after if k.startswith('keyframe_vision.')]
+    assert copies and set(copies) == {'keyframe_' + k for k in before if k.startswith('vision.')}
+    assert any(not torch.equal(after[k], before[k[len('keyframe_'):]]) for k in copies)   # trained from the copy
+    assert json.loads((root / 'kf_goal_export' / 'config.json').read_text())['config']['keyframe_encoder']
+    history = [json.loads(x) for x in (root / 'kf_goal' / 'history.jsonl').read_text().splitlines()]
+    assert history[-1]['step'] == 40 and history[-1]['loss'] < history[0]['loss'], history
+    with pytest.raises(SystemExit, match='init-from'):
+        train_cli.main(['vla', *_common(root, profile_path, 'kf_bad'), *base, '--goal-head-only', '--steps', '2'])
+
+
 def test_vla_fine_tunes_from_a_checkpoint(setup):
     """--init-from: the checkpoint's weights and processor, a fresh schedule (step 0), this command's knobs; the
     first loss is the trained model's, far below a fresh model's."""

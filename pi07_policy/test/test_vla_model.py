@@ -473,3 +473,32 @@ def test_vision_goal_head_locates_a_goal_only_the_keyframe_shows():
             opt.step()
         losses[reads_memory] = float(loss.detach())
     assert losses[True] < 0.3 * losses[False], losses
+
+
+def test_keyframe_encoder_is_the_goal_heads_alone():
+    """keyframe_encoder: the keyframe goes through its own encoder copy, which only the goal estimate reads; a
+    per-sample goal mask (hindsight samples) leaves the other dimensions out of the goal loss."""
+    torch.manual_seed(0)
+    samples = micro_data().samples
+    model = VLAModel(micro(goal_loss_weight=1.0, vision_goal_reads_memory=True, memory_keeps_first_frame=True,
+                           keyframe_encoder=True)).eval()
+    assert set(model.goal_path_prefixes()) == {'vision_goal_head', 'keyframe_vision'}
+    proc = VLAProcessor.build(model.config, ROBOT, samples, fit_fast=False)
+    batch = proc.collate(samples)
+    with torch.no_grad():
+        _, cond = model._embed_text(batch)
+        tokens = model._encode_images(batch['images'], batch['image_mask'], 0, cond)
+        goal, prefix = model.vision_goal(tokens, batch), model.embed_prefix(batch)[0]
+        for p in model.keyframe_vision.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        assert not torch.allclose(goal, model.vision_goal(tokens, batch))     # the goal head reads it
+        assert torch.equal(prefix, model.embed_prefix(batch)[0])               # the backbone does not
+    with pytest.raises(ValueError, match='keyframe_encoder'):
+        micro(goal_loss_weight=1.0, keyframe_encoder=True)
+    masked = [dict(s, goal_state=s['state'] + 0.5, goal_mask=np.arange(len(s['state'])) < 2) for s in samples]
+    batch = proc.collate(masked)
+    assert batch['goal_mask'][:, :2].all() and not batch['goal_mask'][:, 2:].any()
+    far = proc.collate([dict(s, goal_state=np.concatenate([s['goal_state'][:2], s['goal_state'][2:] + 100]))
+                        for s in masked])
+    with torch.no_grad():
+        assert torch.allclose(model.vision_goal_loss(batch)['loss'], model.vision_goal_loss(far)['loss'])

@@ -17,12 +17,14 @@ One sample of `VLADataset` (step t of an episode):
                                                    the oldest repeated to fill (what pi07_memory publishes)
     language_memory str                            'Done: a; b.' (subtasks finished before the current one)
     goal_state      (Ds,) float32                  joint state where the current subtask ends (the goal head's target)
+    goal_mask       (Ds,) bool   (hindsight samples) the dimensions of goal_state that are supervised
 
 Random choices (whether a sample carries a subgoal / memory, which subgoal, augmentation) use torch's RNG, which
 DataLoader seeds per worker, so runs are reproducible with a fixed training seed.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,15 @@ from pi07_common.memory_layout import memory_slots
 from torch.utils.data import Dataset
 
 from .format import open_episode, read_index, read_norm_stats
+
+
+# Hindsight "put it back" samples (`hindsight_return_prob`, goal training only): once an object has been picked,
+# only the episode's first frame shows where it started, so any episode that picks it can teach a goal head to
+# find that spot, not only the episodes of a task that puts it back (restore_layout has a few hundred; every
+# ordered_place episode picks two blocks). The goal is the state where the object's first pick ended (above its
+# starting spot); `hindsight_return_dims` says which of its dimensions carry over (a place ends lower than a pick).
+PICK_SUBTASK = re.compile(r'pick up the (?P<obj>.+) block')
+RETURN_SUBTASK = 'put the {obj} block back where it was'
 
 
 def language_memory(done: list[str]) -> str:
@@ -131,7 +142,8 @@ class VLADataset(EpisodeDataset):
                  image_shift: int = 0, episodes: list[str] | None = None, step_stride: int = 1,
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
                  segment_start_fraction: float | None = None, idle_tolerance: float = 0.0,
-                 extras_per_batch: int = 0, memory_keep_first: bool = False):
+                 extras_per_batch: int = 0, memory_keep_first: bool = False, hindsight_return_prob: float = 0.0,
+                 hindsight_return_dims: tuple[int, ...] | None = None):
         """`extras_per_batch` B > 0: every run of B consecutive samples (a DataLoader worker builds a batch's
         samples in a row) shares one coin for subgoal images and one for memory frames, instead of one per sample.
         The prompt is padded to the batch's longest, so one sample with memory made the whole batch pay for its
@@ -142,9 +154,19 @@ class VLADataset(EpisodeDataset):
         `idle_tolerance` > 0: leave out the steps at which the robot pauses (`idle_steps`), so that a pause looks
         like its last step and the policy learns to go on from it (see `idle_steps`).
         `memory_keep_first`: the oldest memory slot is the episode's first frame (a MEM keyframe), the others the
-        latest (pi07_memory's `keep_first_frame`)."""
+        latest (pi07_memory's `keep_first_frame`).
+        `hindsight_return_prob` > 0 (with `with_actions=False`): that fraction of the samples taken after an
+        object's pick is relabelled "put the <object> block back where it was" (RETURN_SUBTASK), with memory
+        frames and the state where that pick ended as the goal, supervised on `hindsight_return_dims` (all
+        dimensions if None) — see PICK_SUBTASK."""
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
+        if hindsight_return_prob and with_actions:
+            raise ValueError('hindsight_return_prob relabels the goal only: it needs with_actions=False')
+        if not 0 <= hindsight_return_prob <= 1:
+            raise ValueError(f'hindsight_return_prob must be in [0, 1], got {hindsight_return_prob}')
+        self.hindsight_return_prob = hindsight_return_prob
+        self.hindsight_return_dims = tuple(hindsight_return_dims) if hindsight_return_dims is not None else None
         if idle_tolerance < 0:
             raise ValueError(f'idle_tolerance must be >= 0 (0: keep every step), got {idle_tolerance}')
         if idle_tolerance > 0:   # an episode's first and last steps are never idle, so no episode is emptied
@@ -210,6 +232,19 @@ class VLADataset(EpisodeDataset):
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.horizon - len(chunk), axis=0)])
         return chunk, mask
 
+    def hindsight_return(self, k: int, t: int) -> tuple[str, int] | None:
+        """(object, step where its first pick ended) for a random object of episode k picked before step t, or
+        None if none was."""
+        first_pick: dict[str, int] = {}
+        for s, _, stop in self.segments(k):
+            found = PICK_SUBTASK.fullmatch(self.episodes[k]['subtasks'][s])
+            if found and stop <= t:
+                first_pick.setdefault(found['obj'], min(stop, len(self.arrays(k)) - 1))
+        if not first_pick:
+            return None
+        obj = sorted(first_pick)[int(torch.randint(len(first_pick), ()))]
+        return obj, first_pick[obj]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         k, t = self.items[i]
         ep, arr = self.episodes[k], self.arrays(k)
@@ -227,11 +262,21 @@ class VLADataset(EpisodeDataset):
             'language_memory': language_memory(done_texts),
             'episode': ep['name'], 'step': t,
         }
+        relabel = (self.hindsight_return(k, t) if self.hindsight_return_prob > 0
+                   and _rand() < self.hindsight_return_prob else None)
+        if relabel is not None:
+            obj, goal_step = relabel
+            goal_mask = np.zeros(len(sample['state']), bool)
+            goal_mask[list(self.hindsight_return_dims) if self.hindsight_return_dims is not None else slice(None)] = True
+            # the instruction names another task: the subtask alone asks for the return
+            sample.update(subtask=RETURN_SUBTASK.format(obj=obj), task=None, goal_mask=goal_mask,
+                          goal_state=np.asarray(arr.state[goal_step], np.float32))
         if not self.with_actions:
             del sample['actions'], sample['action_mask']
         if self.with_images:
             sample['images'] = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
             with_subgoal, with_memory = self._extras()
+            with_memory = with_memory or relabel is not None   # only the first frame shows where it started
             if with_subgoal:
                 g = self.subgoal_step(k, t, _rand() < self.subgoal_end_prob)
                 sample['subgoal_images'] = {c: np.array(arr.images[c][g]) for c in self.camera_names}

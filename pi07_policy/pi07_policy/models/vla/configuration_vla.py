@@ -110,6 +110,10 @@ class VLAConfig:
     # a moved block stood: restore_layout) can be located. Without memory in the prompt that input is zeros.
     memory_keeps_first_frame: bool = False
     vision_goal_reads_memory: bool = False
+    # The keyframe is read by its own copy of the image encoder (`keyframe_vision`), used by the goal head only:
+    # that path can then be trained after the VLA (`train vla --goal-head-only`) without moving the tokens the
+    # backbone and the expert were trained on.
+    keyframe_encoder: bool = False
     # Training-time Real-Time Chunking (Black et al. 2025, "Training-Time Action Conditioning for Efficient
     # Real-Time Chunking"): a fraction `rtc_train_prob` of the training samples gets the first d ~ U{1..
     # rtc_max_delay} actions of its chunk clean (flow time 0 on those tokens, no loss on them): the rows the robot
@@ -155,6 +159,8 @@ class VLAConfig:
             raise ValueError('vision_goal_reads_state=False sets up a goal head: it needs goal_loss_weight > 0')
         if self.vision_goal_reads_memory and not self.goal_loss_weight > 0:
             raise ValueError('vision_goal_reads_memory needs the goal heads (goal_loss_weight > 0)')
+        if self.keyframe_encoder and not self.vision_goal_reads_memory:
+            raise ValueError('keyframe_encoder is the goal head\'s keyframe path: it needs vision_goal_reads_memory')
         if not self.rtc_prefix_noise >= 0:
             raise ValueError(f'rtc_prefix_noise must be >= 0, got {self.rtc_prefix_noise}')
         if not 0 <= self.rtc_train_prob <= 1:

@@ -158,13 +158,15 @@ class VLAModel(nn.Module):
             views = (2 * config.max_cameras * d + d) if config.vision_goal_reads_memory else config.max_cameras * d
             self.vision_goal_head = nn.Sequential(nn.Linear(views + state_in, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
+            if config.keyframe_encoder:   # the keyframe's own encoder (a copy of `vision` when added to a VLA)
+                self.keyframe_vision = VisionEncoder(config.vision, d)
         if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
             self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
         self._init_weights()
 
     def _init_weights(self):
         for name, p in self.named_parameters():
-            if name.startswith('vision.siglip'):
+            if name.startswith(('vision.siglip', 'keyframe_vision.siglip')):
                 continue  # transformers initialises SigLIP itself
             if p.ndim == 2 and 'modulation' not in name:
                 nn.init.normal_(p, std=0.02)
@@ -176,16 +178,16 @@ class VLAModel(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- prefix
     def _encode_images(self, pixels: torch.Tensor, mask: torch.Tensor, role: int,
-                       cond: torch.Tensor | None = None) -> torch.Tensor:
+                       cond: torch.Tensor | None = None, encoder: nn.Module | None = None) -> torch.Tensor:
         """pixels (B, N, 3, S, S), mask (B, N) [, prompt embedding (B, D)] -> tokens (B, N * P, D); absent
-        images are not encoded."""
+        images are not encoded. `encoder`: another image encoder than `vision` (the keyframe's)."""
         b, n = mask.shape
         present = pixels[mask]                                                      # (K, 3, S, S)
         p = self.config.vision.tokens(pixels.shape[-1])
         out = pixels.new_zeros(b, n, p, self.config.decoder.hidden_size)
         if present.shape[0]:
             film = cond[:, None].expand(b, n, -1)[mask] if cond is not None else None  # (K, D)
-            out[mask] = self.vision(present, film)                                  # (K, P, D)
+            out[mask] = (self.vision if encoder is None else encoder)(present, film)  # (K, P, D)
         out = out + self.camera_embed[:n, None, :] + self.role_embed[role]
         return out.reshape(b, n * p, -1)
 
@@ -271,7 +273,8 @@ class VLAModel(nn.Module):
             key = torch.zeros_like(summary)
             if 'memory_keyframe' in batch and 'memory_mask' in batch:
                 key_mask = batch['memory_mask'].any(-1)                                     # (B, N'): dropout too
-                key_tokens = self._encode_images(batch['memory_keyframe'], key_mask, 0, cond)
+                key_tokens = self._encode_images(batch['memory_keyframe'], key_mask, 0, cond,
+                                                 getattr(self, 'keyframe_vision', None))
                 key = self._camera_summaries(key_tokens, key_mask)
             text = cond if cond is not None else summary.new_zeros(summary.shape[0], self.config.decoder.hidden_size)
             summary = torch.cat([summary, key, text], dim=1)
@@ -300,6 +303,12 @@ class VLAModel(nn.Module):
         else:
             prefixes.append('vision.siglip')
         return tuple(prefixes)
+
+    def goal_path_prefixes(self) -> tuple[str, ...]:
+        """Parameter-name prefixes of what only the image-encoder goal estimate uses: its head and, with
+        keyframe_encoder, the keyframe's encoder. Training only these (`train vla --goal-head-only`) changes the
+        goal input the expert reads and nothing else."""
+        return ('vision_goal_head', 'keyframe_vision') if self.config.keyframe_encoder else ('vision_goal_head',)
 
     def vision_goal_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Goal-state regression through the image encoder only (no backbone, no expert): steps ~8x cheaper

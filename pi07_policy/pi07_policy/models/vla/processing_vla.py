@@ -284,6 +284,9 @@ class VLAProcessor:
             batch['goal_state'] = torch.stack([self.state_to_model(smp['goal_state']) for smp in samples])
             batch['goal_mask'] = torch.zeros_like(batch['goal_state'], dtype=torch.bool)
             batch['goal_mask'][:, : self.robot.state_dim] = True
+            for i, smp in enumerate(samples):   # a hindsight sample supervises some dimensions only
+                if smp.get('goal_mask') is not None:
+                    batch['goal_mask'][i, : self.robot.state_dim] = torch.as_tensor(smp['goal_mask'], dtype=torch.bool)
         if all('actions' in smp for smp in samples):
             self._add_action_targets(batch, samples)
         return batch

@@ -30,13 +30,17 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
               resume_from: str | Path | None = None, profile: str | Path | None = None,
               init_weights: dict | None = None, goal_pretrain_dataset: Dataset | None = None,
               goal_pretrain_steps: int = 0, goal_pretrain_config: TrainConfig | None = None,
-              encoder_lr_scale: float = 1.0, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+              encoder_lr_scale: float = 1.0, goal_head_only: bool = False, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
     """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random.
     `goal_pretrain_*`: first train the image encoder alone on the goal-state target (`VLAModel.vision_goal_loss`,
     config.goal_loss_weight > 0) for that many steps on that dataset; skipped when resuming. `result.pretrain`
     holds that stage's TrainResult. `encoder_lr_scale`: LR multiplier, in the VLA stage, for the image-encoder
     parts that goal pretraining (or the `init_weights` checkpoint) trained (`VLAModel.pretrained_encoder_prefixes`).
-    Meant to keep the pretrained localisation; its one run at 0.1 did worse (docs/data.md, session 8)."""
+    Meant to keep the pretrained localisation; its one run at 0.1 did worse (docs/data.md, session 8).
+    `goal_head_only`: train, for `steps` steps on `goal_pretrain_dataset` with `goal_pretrain_config`, only the
+    parts the image-encoder goal estimate alone uses (`VLAModel.goal_path_prefixes`: its head and the keyframe's
+    encoder) through `vision_goal_loss`; everything the backbone and the expert read stays as `init_weights` had
+    it. No resume."""
     if processor is None:
         if resume_from is not None:
             ckpt = load_checkpoint(resume_from, config.model_type, config_cls=VLAConfig)
@@ -59,6 +63,24 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
     def save_model(m: VLAModel, directory: Path) -> None:
         save_checkpoint(directory, m, m.config, extra_files=processor.to_files(), norm_stats=processor.norm_stats,
                         embodiment=processor.robot.embodiment, profile=profile)
+
+    if goal_head_only:
+        if init_weights is None or goal_pretrain_dataset is None or resume_from is not None:
+            raise ValueError('goal_head_only fine-tunes a trained VLA: it needs init_weights and a '
+                             'goal_pretrain_dataset, and does not resume')
+        if not hasattr(model, 'vision_goal_head'):
+            raise ValueError('goal_head_only needs a model with goal heads (config.goal_loss_weight > 0)')
+        trainable = model.goal_path_prefixes()
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(trainable))
+        goal_cfg = replace(goal_pretrain_config or cfg, steps=steps, lr_scales=(),
+                           plot_every=cfg.plot_every, save_every=cfg.save_every)
+        result = train(VisionGoalObjective(model), goal_pretrain_dataset, goal_cfg, out_dir,
+                       collate_fn=processor.collate, save_model=lambda m, d: save_model(m.model, d),
+                       title='vla goal head')
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return VLAPolicy(model, processor), result
 
     pretrain = None
     if goal_pretrain_steps > 0 and goal_pretrain_dataset is not None and resume_from is None:
