@@ -35,7 +35,6 @@ from torch.utils.data import Dataset
 
 from .format import open_episode, read_index, read_norm_stats
 
-
 # Hindsight "put it back" samples (`hindsight_return_prob`, goal training only): once an object has been picked,
 # only the episode's first frame shows where it started, so any episode that picks it can teach a goal head to
 # find that spot, not only the episodes of a task that puts it back (restore_layout has a few hundred; every
@@ -267,7 +266,8 @@ class VLADataset(EpisodeDataset):
         if relabel is not None:
             obj, goal_step = relabel
             goal_mask = np.zeros(len(sample['state']), bool)
-            goal_mask[list(self.hindsight_return_dims) if self.hindsight_return_dims is not None else slice(None)] = True
+            dims = self.hindsight_return_dims
+            goal_mask[list(dims) if dims is not None else slice(None)] = True
             # the instruction names another task: the subtask alone asks for the return
             sample.update(subtask=RETURN_SUBTASK.format(obj=obj), task=None, goal_mask=goal_mask,
                           goal_state=np.asarray(arr.state[goal_step], np.float32))

@@ -30,7 +30,8 @@ def train_vla(dataset: Dataset, config: VLAConfig, out_dir: str | Path | None, s
               resume_from: str | Path | None = None, profile: str | Path | None = None,
               init_weights: dict | None = None, goal_pretrain_dataset: Dataset | None = None,
               goal_pretrain_steps: int = 0, goal_pretrain_config: TrainConfig | None = None,
-              encoder_lr_scale: float = 1.0, goal_head_only: bool = False, **train_overrides) -> tuple[VLAPolicy, TrainResult]:
+              encoder_lr_scale: float = 1.0, goal_head_only: bool = False,
+              **train_overrides) -> tuple[VLAPolicy, TrainResult]:
     """`init_weights`: start from these weights (fine-tuning; a fresh optimizer and schedule), not at random.
     `goal_pretrain_*`: first train the image encoder alone on the goal-state target (`VLAModel.vision_goal_loss`,
     config.goal_loss_weight > 0) for that many steps on that dataset; skipped when resuming. `result.pretrain`
