@@ -159,12 +159,15 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                                expected_embodiment=profile.embodiment)
         if resume is not None:
             config = ckpt.config
+        elif args.goal_head_only:   # only the goal loss trains: the checkpoint's config stays whole (its RTC, ...)
+            config = ckpt.config
         else:   # fine-tuning: the checkpoint's model and processor, this command's training knobs
             config = replace(ckpt.config, knowledge_insulation=config.knowledge_insulation,
                              fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
                              flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
                              rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay,
                              rtc_prefix_noise=config.rtc_prefix_noise)
+        if resume is None:
             init_weights = dict(ckpt.state_dict)
             if args.keyframe_encoder and not config.keyframe_encoder:
                 if not config.vision_goal_reads_memory:

@@ -131,7 +131,7 @@ def test_vla_goal_head_only_with_a_keyframe_encoder(setup):
     base = ['--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-conditioning', '--vision-goal-displacement',
             '--memory-keyframe']
     assert train_cli.main(['vla', *_common(root, profile_path, 'kf_base'), *base, '--steps', '2',
-                           '--batch-size', '4']) == 0
+                           '--batch-size', '4', '--rtc-train-prob', '0.5', '--rtc-max-delay', '3']) == 0
     tuned = ['vla', *_common(root, profile_path, 'kf_goal'), *base, '--init-from', str(root / 'kf_base_export'),
              '--keyframe-encoder', '--goal-head-only', '--steps', '40', '--goal-pretrain-batch-size', '8',
              '--goal-pretrain-lr', '3e-3', '--hindsight-return-prob', '0.5', '--hindsight-return-dims', '0', '1']
@@ -142,7 +142,9 @@ def test_vla_goal_head_only_with_a_keyframe_encoder(setup):
     copies = [k for k in after if k.startswith('keyframe_vision.')]
     assert copies and set(copies) == {'keyframe_' + k for k in before if k.startswith('vision.')}
     assert any(not torch.equal(after[k], before[k[len('keyframe_'):]]) for k in copies)   # trained from the copy
-    assert json.loads((root / 'kf_goal_export' / 'config.json').read_text())['config']['keyframe_encoder']
+    configs = [json.loads((root / f'{n}_export' / 'config.json').read_text())['config'] for n in ('kf_base', 'kf_goal')]
+    assert configs[1].pop('keyframe_encoder') and not configs[0].pop('keyframe_encoder')
+    assert configs[0] == configs[1]        # the rest of the config as trained (its RTC too), not this command's knobs
     history = [json.loads(x) for x in (root / 'kf_goal' / 'history.jsonl').read_text().splitlines()]
     assert history[-1]['step'] == 40 and history[-1]['loss'] < history[0]['loss'], history
     with pytest.raises(SystemExit, match='init-from'):
