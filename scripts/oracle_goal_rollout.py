@@ -3,10 +3,14 @@ estimate is replaced, during pick subtasks, by the true goal from the simulator.
 what better perception alone could give; the gap to 100 % is the action pathway's.
 
     python scripts/oracle_goal_rollout.py --checkpoint pi07_bringup/checkpoints/sim_gantry/vla --seeds 10000 10020
+    python scripts/oracle_goal_rollout.py --checkpoint C --family restore_layout --memory   # the put-back's goal
 
 The goal is the gantry's state where a pick segment ends in the demonstrations: above the block at the lift
 height, the tool at the block's yaw folded into [-pi/4, pi/4), the gripper closed on a 4 cm block (the dataset's
-pick goals show z = 0.134 m and gripper = 0.512). `--noise-cm` adds Gaussian x-y error of that RMS to it."""
+pick goals show z = 0.134 m and gripper = 0.512). `--noise-cm` adds Gaussian x-y error of that RMS to it.
+With `--family restore_layout` the goal replaced is the put-back's ("put the red block back where it was"): its x
+and y become the block's starting spot, the other dimensions stay the estimate's; the estimate's x-y error there
+is reported (`putback_error_cm_median`)."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--execute-steps', type=int, default=2)
     parser.add_argument('--noise-cm', type=float, default=0.0)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--family', default='ordered_place', choices=['ordered_place', 'restore_layout'])
+    parser.add_argument('--memory', action='store_true', help='memory frames in the prompt (the keyframe too)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -37,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     model, processor = policy.model, policy.processor
     if not model.config.goal_conditioning:
         raise SystemExit(f'{args.checkpoint}: not a goal-conditioned VLA (--goal-conditioning)')
-    env = TabletopEnv('gantry', 'ordered_place', image_size=96)
+    env = TabletopEnv('gantry', args.family, image_size=96)
     rng = np.random.default_rng(0)
     estimate = model.vision_goal
 
@@ -55,10 +61,29 @@ def main(argv: list[str] | None = None) -> int:
         goal[0, :len(true)] = torch.as_tensor(processor._norm['state'].normalize(true), dtype=goal.dtype)
         return goal
 
-    model.vision_goal = true_pick_goal
-    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps,
+    putback_errors = []
+
+    def true_putback_goal(tokens, batch):
+        goal = estimate(tokens, batch)
+        done, total = env.progress()
+        sub = env.task.subtasks[done] if done < total else None
+        if sub is None or sub.target != 'origin':
+            return goal
+        est = processor._norm['state'].unnormalize(goal[0].detach().numpy().astype(np.float64))
+        origin = np.array(env.task.layout.blocks[sub.obj][:2])
+        putback_errors.append(np.abs(est[:2] - origin))
+        true = est.copy()
+        true[:2] = origin + rng.normal(size=2) * args.noise_cm / 100 / np.sqrt(2)
+        goal = goal.clone()
+        goal[0] = torch.as_tensor(processor._norm['state'].normalize(true), dtype=goal.dtype)
+        return goal
+
+    model.vision_goal = true_pick_goal if args.family == 'ordered_place' else true_putback_goal
+    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps, use_memory=args.memory,
                       metadata={'speed': 4, 'quality': 5, 'mistake': False})
     summary = summarize(results)
+    if putback_errors:
+        summary['putback_error_cm_median'] = (np.median(putback_errors, axis=0) * 100).round(1).tolist()
     print(json.dumps(summary))
     if args.out:
         with open(args.out, 'w') as f:

@@ -8,9 +8,10 @@
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
-# Everything runs on CPU; on the shared 2-core machine the default step counts take about 60-70 min per
-# embodiment (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for
-# the one with training-time RTC).
+# Everything runs on CPU; on the shared 2-core machine the default step counts take about 60-70 min for the arm
+# (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for the one with
+# training-time RTC) and about 90 for the gantry (its VLA: 19 min of goal pretraining and 45 of one stage on both
+# task families with a memory keyframe, then 11 of its goal head alone: KEYFRAME=1).
 # GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
 # the gantry, but its VLA succeeds far less often (docs/data.md, session 8); so does
 # ONE_STAGE=1 GOAL_PRETRAIN_STEPS=3000 VLA_STEPS=1100 HL_STEPS=2500 (35 min, 15 of 40 against 32; session 15).
@@ -55,8 +56,24 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 #                    by a heading error of std $RTC_PREFIX_NOISE at their end: --rtc-prefix-noise), so the action
 #                    expert joins chunks by conditioning on them, at the cost of a plain chunk (docs/models.md,
 #                    docs/data.md session 14; 0: none)
-setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${!1:-}" ]]; then echo "${!1}"; else echo "$3"; fi; }
-declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=1500)
+#   RESTORE_EPISODES restore_layout demonstrations (seeds 2000..); the VLA gets them all, the high-level decoder
+#                    and the world model the first 30 (the data they were shipped with)
+#   KEYFRAME         1: one VLA stage on both task families with a memory keyframe (--memory-keyframe: the
+#                    episode's first frame stays in memory and the goal head reads it), the fine-tunes' prompt
+#                    mix (--subgoal-prob 0.3 --memory-prob 0.7) and training-time RTC, no fine-tune stages; then
+#                    GOAL_HEAD_STEPS steps of the goal head alone (--goal-head-only) with a keyframe encoder of
+#                    its own and hindsight "put it back" samples (--hindsight-return-prob 0.3
+#                    --hindsight-return-dims $HINDSIGHT_DIMS), docs/data.md session 17
+# The values given in the environment, read once: the loop below assigns these names per embodiment, and a
+# later embodiment must not take an earlier one's value for its own default.
+declare -A GIVEN=()
+for name in VLA_STEPS EXPERT_EPISODES FLOW_SAMPLES GOAL_PRETRAIN_STEPS IMAGE_SHIFT GOAL_CONDITIONING GOAL_HEAD \
+            DAGGER_EPISODES DART_EPISODES DART_VARIANT EXTRAS_PER_BATCH EXTRAS_FINETUNE_STEPS RTC_FINETUNE_STEPS \
+            RESTORE_EPISODES KEYFRAME GOAL_HEAD_STEPS HINDSIGHT_DIMS; do
+  if [[ -n "${!name:-}" ]]; then GIVEN[$name]=${!name}; fi
+done
+setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${GIVEN[$1]:-}" ]]; then echo "${GIVEN[$1]}"; else echo "$3"; fi; }
+declare -A DEFAULT_VLA_STEPS=([arm7]=1500 [gantry]=2600)
 declare -A DEFAULT_EXPERT_EPISODES=([arm7]=400 [gantry]=400)
 declare -A DEFAULT_FLOW_SAMPLES=([arm7]=4 [gantry]=4)
 declare -A DEFAULT_GOAL_PRETRAIN_STEPS=([arm7]=4000 [gantry]=4000)
@@ -69,6 +86,10 @@ declare -A DEFAULT_DART_VARIANT=([arm7]=dart_wide [gantry]=dart)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 declare -A DEFAULT_RTC_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
+declare -A DEFAULT_RESTORE_EPISODES=([arm7]=30 [gantry]=200)
+declare -A DEFAULT_KEYFRAME=([arm7]=0 [gantry]=1)
+declare -A DEFAULT_GOAL_HEAD_STEPS=([arm7]=3000 [gantry]=3000)
+declare -A DEFAULT_HINDSIGHT_DIMS=([arm7]="" [gantry]="0 1")   # the gantry's x and y (a place ends lower)
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 RTC_TRAIN_PROB=${RTC_TRAIN_PROB:-0.5}
 RTC_MAX_DELAY=${RTC_MAX_DELAY:-6}
@@ -108,6 +129,10 @@ for E in $EMBODIMENTS; do
   EXTRAS_PER_BATCH=$(setting EXTRAS_PER_BATCH "$E" "${DEFAULT_EXTRAS_PER_BATCH[$E]:-0}")
   EXTRAS_FINETUNE_STEPS=$(setting EXTRAS_FINETUNE_STEPS "$E" "${DEFAULT_EXTRAS_FINETUNE_STEPS[$E]:-0}")
   RTC_FINETUNE_STEPS=$(setting RTC_FINETUNE_STEPS "$E" "${DEFAULT_RTC_FINETUNE_STEPS[$E]:-0}")
+  RESTORE_EPISODES=$(setting RESTORE_EPISODES "$E" "${DEFAULT_RESTORE_EPISODES[$E]:-30}")
+  KEYFRAME=$(setting KEYFRAME "$E" "${DEFAULT_KEYFRAME[$E]:-0}")
+  GOAL_HEAD_STEPS=$(setting GOAL_HEAD_STEPS "$E" "${DEFAULT_GOAL_HEAD_STEPS[$E]:-3000}")
+  HINDSIGHT_DIMS=$(setting HINDSIGHT_DIMS "$E" "${DEFAULT_HINDSIGHT_DIMS[$E]:-}")
   CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -115,7 +140,7 @@ for E in $EMBODIMENTS; do
   python -m pi07_sim.collect -o "$BAGS/$E/variants" --embodiments "$E" --families ordered_place \
       --variants fast slow noisy mistake --episodes 15 --seed 1000 || echo "collect: some variant episodes failed"
   python -m pi07_sim.collect -o "$BAGS/$E/restore" --embodiments "$E" --families restore_layout \
-      --variants expert --episodes 30 --seed 2000 || echo "collect: some restore episodes failed"
+      --variants expert --episodes "$RESTORE_EPISODES" --seed 2000 || echo "collect: some restore episodes failed"
   # the first EXPERT_EPISODES expert bags (the folder may hold more), then the other folders in alphabetical
   # order, as `convert $BAGS/$E` lists them (the train/val split follows the order)
   SOURCES=()
@@ -144,8 +169,12 @@ for E in $EMBODIMENTS; do
     VLA_DATASET=$DATASETS/${E}_dart
     CONVERT_ARGS+=(--only-successful)   # every other source succeeds; a failed dart episode ended stuck
   fi
-  SOURCES+=("$BAGS/$E/restore" "$BAGS/$E/variants")
-  VLA_SOURCES+=("$BAGS/$E/restore")
+  RESTORE=()
+  for ((i = 0; i < RESTORE_EPISODES; i++)); do
+    RESTORE+=("$(printf '%s/%s/restore/%s_restore_layout_expert_s%04d' "$BAGS" "$E" "$E" $((2000 + i)))")
+  done
+  SOURCES+=("${RESTORE[@]:0:30}" "$BAGS/$E/variants")
+  VLA_SOURCES+=("${RESTORE[@]}")
   DAGGER_SOURCES=("${VLA_SOURCES[@]}" "$BAGS/$E/takeover" "$BAGS/$E/variants")
   VLA_SOURCES+=("$BAGS/$E/variants")
   # 2. bags -> datasets (10 % of the episodes held out for validation, split seed 0)
@@ -179,9 +208,17 @@ for E in $EMBODIMENTS; do
       FIRST_STAGE_ARGS=("${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}")
       EXTRAS_FINETUNE_STEPS=0; RTC_FINETUNE_STEPS=0
     fi
+    if [[ "$KEYFRAME" == 1 ]]; then
+      # both task families, memory (with the first frame kept) in 70 % of the batches, training-time RTC; the goal
+      # head's own stage follows (below)
+      VLA_ARGS+=(--include ordered_place restore_layout --memory-keyframe)
+      FIRST_STAGE_ARGS=(--subgoal-prob 0.3 --memory-prob 0.7 --extras-per-batch "${RTC_ARGS[@]}")
+      EXTRAS_FINETUNE_STEPS=0; RTC_FINETUNE_STEPS=0; DAGGER_EPISODES=0
+    fi
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
-    [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 ]] || LATEST=$CKPT/vla
+    [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 \
+       || "$KEYFRAME" == 1 ]] || LATEST=$CKPT/vla
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" --out "$RUNS/$E/vla" \
         --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS" \
         "${FIRST_STAGE_ARGS[@]}"
@@ -209,6 +246,15 @@ for E in $EMBODIMENTS; do
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_rtc" --export "$CKPT/vla" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}"
+    fi
+    if [[ "$KEYFRAME" == 1 ]]; then
+      # the goal head alone (its head and a keyframe encoder of its own; nothing the backbone or the expert reads
+      # changes), with hindsight "put it back" samples from every episode that picks a block
+      HINDSIGHT=(--hindsight-return-prob 0.3)
+      [[ -n "$HINDSIGHT_DIMS" ]] && HINDSIGHT+=(--hindsight-return-dims $HINDSIGHT_DIMS)
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
+          --out "$RUNS/$E/vla_goal_head" --export "$CKPT/vla" --init-from "$LATEST" --keyframe-encoder \
+          --goal-head-only --steps "$GOAL_HEAD_STEPS" "${HINDSIGHT[@]}"
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
