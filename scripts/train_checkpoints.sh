@@ -10,8 +10,8 @@
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
 # Everything runs on CPU; on the shared 2-core machine the default step counts take about 60-70 min for the arm
 # (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for the one with
-# training-time RTC) and about 90 for the gantry (its VLA: 19 min of goal pretraining and 45 of one stage on both
-# task families with a memory keyframe, then 11 of its goal head alone: KEYFRAME=1).
+# training-time RTC) and about 100 for the gantry (its VLA: 19 min of goal pretraining and 45 of one stage on both
+# task families with a memory keyframe, 11 of the RTC fine-tune, then 11 of its goal head alone: KEYFRAME=1).
 # GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
 # the gantry, but its VLA succeeds far less often (docs/data.md, session 8); so does
 # ONE_STAGE=1 GOAL_PRETRAIN_STEPS=3000 VLA_STEPS=1100 HL_STEPS=2500 (35 min, 15 of 40 against 32; session 15).
@@ -60,7 +60,8 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 #                    and the world model the first 30 (the data they were shipped with)
 #   KEYFRAME         1: one VLA stage on both task families with a memory keyframe (--memory-keyframe: the
 #                    episode's first frame stays in memory and the goal head reads it), the fine-tunes' prompt
-#                    mix (--subgoal-prob 0.3 --memory-prob 0.7) and training-time RTC, no fine-tune stages; then
+#                    mix (--subgoal-prob 0.3 --memory-prob 0.7) and training-time RTC, then the RTC fine-tune
+#                    (RTC_FINETUNE_STEPS, the same mix; no subgoal/memory fine-tune, no DAgger); then
 #                    GOAL_HEAD_STEPS steps of the goal head alone (--goal-head-only) with a keyframe encoder of
 #                    its own and hindsight "put it back" samples (--hindsight-return-prob 0.3
 #                    --hindsight-return-dims $HINDSIGHT_DIMS), docs/data.md session 17
@@ -213,7 +214,8 @@ for E in $EMBODIMENTS; do
       # head's own stage follows (below)
       VLA_ARGS+=(--include ordered_place restore_layout --memory-keyframe)
       FIRST_STAGE_ARGS=(--subgoal-prob 0.3 --memory-prob 0.7 --extras-per-batch "${RTC_ARGS[@]}")
-      EXTRAS_FINETUNE_STEPS=0; RTC_FINETUNE_STEPS=0; DAGGER_EPISODES=0
+      EXTRAS_FINETUNE_STEPS=0; DAGGER_EPISODES=0
+      EXTRAS_MIX=(--subgoal-prob 0.3 --memory-prob 0.7 --extras-per-batch)   # the RTC fine-tune's mix too
     fi
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
@@ -243,9 +245,12 @@ for E in $EMBODIMENTS; do
       LATEST=$NEXT
     fi
     if [[ "$RTC_FINETUNE_STEPS" -gt 0 ]]; then
+      NEXT=$CKPT/vla
+      [[ "$KEYFRAME" == 1 ]] && NEXT=$RUNS/$E/vla_rtc_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
-          --out "$RUNS/$E/vla_rtc" --export "$CKPT/vla" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
+          --out "$RUNS/$E/vla_rtc" --export "$NEXT" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}"
+      LATEST=$NEXT
     fi
     if [[ "$KEYFRAME" == 1 ]]; then
       # the goal head alone (its head and a keyframe encoder of its own; nothing the backbone or the expert reads
