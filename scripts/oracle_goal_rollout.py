@@ -47,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     estimate = model.vision_goal
 
+    def current_subtask():
+        done, total = env.progress()
+        return env.task.subtasks[done] if done < total else None
+
     def true_pick_goal(tokens, batch):
         goal = estimate(tokens, batch)
-        done, total = env.progress()
-        sub = env.task.subtasks[done] if done < total else None
+        sub = current_subtask()
         if sub is None or sub.kind != 'pick':
             return goal
         block = env.block_position(sub.obj)
@@ -65,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def true_putback_goal(tokens, batch):
         goal = estimate(tokens, batch)
-        done, total = env.progress()
-        sub = env.task.subtasks[done] if done < total else None
+        sub = current_subtask()
         if sub is None or sub.target != 'origin':
             return goal
         est = processor._norm['state'].unnormalize(goal[0].detach().numpy().astype(np.float64))

@@ -145,7 +145,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
                          memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
                          memory_keep_first=args.memory_keyframe,
-                         idle_tolerance=args.idle_tolerance,
+                         # --goal-head-only trains on the goal samples below: no pause scan for unused action samples
+                         idle_tolerance=0.0 if args.goal_head_only else args.idle_tolerance,
                          extras_per_batch=args.batch_size if args.extras_per_batch else 0)
     check_dataset(dataset, profile)
     out = Path(args.out)
@@ -204,7 +205,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     summary = {'model': 'vla', 'steps': result.step, 'seconds': round(result.seconds, 1),
                'loss_first': result.first('loss'), 'loss_last': result.last('loss'),
                'config': args.config, 'horizon': args.horizon, 'goal_head_only': args.goal_head_only,
-               'image_size': config.vision.image_size, 'train_samples': len(dataset)}
+               'image_size': config.vision.image_size,
+               'train_samples': len(pretrain['goal_pretrain_dataset'] if args.goal_head_only else dataset)}
     if not args.goal_head_only:
         summary['flow_loss_last'] = result.last('flow_loss')
     if result.pretrain is not None:

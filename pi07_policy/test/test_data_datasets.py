@@ -191,3 +191,5 @@ def test_hindsight_return_samples(dataset_dir):
     assert plain[_find(plain, 'ep_0', pick_end + 2)]['subtask'] == PLAN[1]
     with pytest.raises(ValueError, match='with_actions'):
         VLADataset(dataset_dir, 'train', hindsight_return_prob=0.5)
+    with pytest.raises(ValueError, match='state dimensions are 0'):
+        VLADataset(dataset_dir, 'train', with_actions=False, hindsight_return_prob=0.5, hindsight_return_dims=(0, 99))

@@ -166,6 +166,10 @@ class VLADataset(EpisodeDataset):
             raise ValueError(f'hindsight_return_prob must be in [0, 1], got {hindsight_return_prob}')
         self.hindsight_return_prob = hindsight_return_prob
         self.hindsight_return_dims = tuple(hindsight_return_dims) if hindsight_return_dims is not None else None
+        state_dim = len(self.index['state_names'])
+        if self.hindsight_return_dims is not None and not all(0 <= d < state_dim for d in self.hindsight_return_dims):
+            raise ValueError(f'hindsight_return_dims {self.hindsight_return_dims}: state dimensions are 0..'
+                             f'{state_dim - 1} ({", ".join(self.index["state_names"])})')
         if idle_tolerance < 0:
             raise ValueError(f'idle_tolerance must be >= 0 (0: keep every step), got {idle_tolerance}')
         if idle_tolerance > 0:   # an episode's first and last steps are never idle, so no episode is emptied
