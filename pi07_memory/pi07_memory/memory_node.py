@@ -107,7 +107,8 @@ class MemoryNode(ManagedNode):
     def _on_task(self, msg: Task) -> None:
         if msg.task_id != self._task_id:
             self._task_id = msg.task_id
-            self._visual.reset()
+            # frames older than the task (still queued when it arrived) show the scene before it began
+            self._visual.reset(since_s=stamp_to_sec(msg.header.stamp))
             self._publish_language()
 
     def _on_language_update(self, msg: LanguageMemory) -> None:

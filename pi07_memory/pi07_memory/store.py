@@ -18,6 +18,8 @@ class VisualMemory:
     With ``keep_first`` the oldest slot holds the first frame since the last reset instead (a MEM keyframe: the
     start of the task stays in memory, e.g. where a block stood before it was moved)."""
 
+    STALE_WINDOW_S = 2.0
+
     def __init__(self, cameras: list[str], frames_per_camera: int = 6, stride_s: float = 1.0,
                  keep_first: bool = False):
         if frames_per_camera < 1 or stride_s <= 0:
@@ -29,9 +31,15 @@ class VisualMemory:
         self._frames: dict[str, deque[tuple[float, np.ndarray]]] = {
             c: deque(maxlen=frames_per_camera) for c in self.cameras}
         self._first: dict[str, tuple[float, np.ndarray]] = {}
+        self._not_before = 0.0
 
     def offer(self, camera: str, stamp_s: float, frame: np.ndarray) -> bool:
-        """Keep ``frame`` if at least one stride passed since the last kept frame of that camera."""
+        """Keep ``frame`` if at least one stride passed since the last kept frame of that camera. A frame stamped
+        up to ``STALE_WINDOW_S`` before the last ``reset(since_s=...)`` is dropped: it shows the scene before the
+        task began (a frame still queued when the task arrived), and as the keyframe it would stand for the wrong
+        start all task long. Older stamps are another clock (a replayed bag), not a late frame: kept."""
+        if self._not_before - self.STALE_WINDOW_S <= stamp_s < self._not_before:
+            return False
         frames = self._frames[camera]
         if frames and stamp_s < frames[-1][0]:
             frames.clear()  # time went backwards (sim reset, bag replay): start over
@@ -60,10 +68,12 @@ class VisualMemory:
                 out[camera] = memory_slots(items, self.frames_per_camera, self.keep_first)
         return out
 
-    def reset(self) -> None:
+    def reset(self, since_s: float = 0.0) -> None:
+        """Forget every frame; with ``since_s`` > 0 (the task's start stamp), also refuse frames stamped before it."""
         for frames in self._frames.values():
             frames.clear()
         self._first.clear()
+        self._not_before = since_s
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,23 @@ def test_visual_memory_keyframe_keeps_the_first_frame_until_reset():
     assert [s for s, _ in memory.snapshot()['scene']] == [2.0, 4.0, 5.0]
 
 
+def test_visual_memory_drops_frames_from_before_the_task():
+    """reset(since_s=task start): a frame of the previous scene still queued when the task arrived (stamped just
+    before it) is refused, so the keyframe is the new scene's first frame; stamps far older are another clock
+    (a replayed bag) and are kept."""
+    memory = VisualMemory(['scene'], frames_per_camera=3, stride_s=1.0, keep_first=True)
+    memory.offer('scene', 99.0, frame(1))
+    memory.reset(since_s=100.0)
+    assert not memory.offer('scene', 99.9, frame(1))            # the old scene, late
+    assert memory.offer('scene', 100.05, frame(2))
+    memory.offer('scene', 101.1, frame(3))
+    memory.offer('scene', 102.2, frame(4))
+    memory.offer('scene', 103.3, frame(5))
+    assert [f[0, 0, 0] for _, f in memory.snapshot()['scene']] == [2, 4, 5]   # keyframe: the new scene's first
+    memory.reset(since_s=100.0)
+    assert memory.offer('scene', 5.0, frame(6))                 # another clock: not a late frame
+
+
 def test_memory_slots_layouts():
     from pi07_common.memory_layout import memory_slots
     assert memory_slots([0], 4) == [0, 0, 0, 0]

@@ -113,6 +113,23 @@ def vla_config(args, profile: ProfileSpec):
                    vision_goal_reads_memory=args.memory_keyframe, keyframe_encoder=args.keyframe_encoder)
 
 
+def widen_goal_head_for_keyframe(weights: dict, config) -> dict:
+    """The first layer of `vision_goal_head` of a VLA without `vision_goal_reads_memory`, widened for one with it:
+    inputs [camera summaries | state?] -> [camera summaries | keyframe summaries | text condition | state?], the
+    new columns zero (the widened head computes what the old one did until training moves them)."""
+    key = 'vision_goal_head.0.weight'
+    old = weights[key]                                                     # (2d, C*d [+ Ds])
+    d, cams = config.decoder.hidden_size, config.max_cameras
+    state_in = config.state_dim if config.vision_goal_reads_state else 0
+    if old.shape[1] != cams * d + state_in:
+        raise SystemExit(f'--memory-keyframe: {key} has {old.shape[1]} inputs, expected {cams * d + state_in}')
+    new = old.new_zeros(old.shape[0], 2 * cams * d + d + state_in)
+    new[:, :cams * d] = old[:, :cams * d]
+    if state_in:
+        new[:, -state_in:] = old[:, -state_in:]
+    return {key: new}
+
+
 def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
     """Text tokenizer (dataset texts), FAST tokenizer and action statistics (sampled chunks, relative to the state
     on delta dimensions), state statistics (the dataset's)."""
@@ -170,6 +187,11 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                              rtc_prefix_noise=config.rtc_prefix_noise)
         if resume is None:
             init_weights = dict(ckpt.state_dict)
+            if args.memory_keyframe and not config.vision_goal_reads_memory and not args.goal_head_only:
+                # adding the memory keyframe to a VLA trained without it: its goal head gains the keyframe's and the
+                # text condition's inputs, at zero weight, so the fine-tune starts from the same function
+                config = replace(config, memory_keeps_first_frame=True, vision_goal_reads_memory=True)
+                init_weights.update(widen_goal_head_for_keyframe(init_weights, config))
             if args.keyframe_encoder and not config.keyframe_encoder:
                 if not config.vision_goal_reads_memory:
                     raise SystemExit(f'--keyframe-encoder: {args.init_from} was not trained with --memory-keyframe')

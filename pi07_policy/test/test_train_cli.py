@@ -4,6 +4,7 @@ subcommands run and export; open-loop evaluation writes its report and plot; a c
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -149,6 +150,37 @@ def test_vla_goal_head_only_with_a_keyframe_encoder(setup):
     assert history[-1]['step'] == 40 and history[-1]['loss'] < history[0]['loss'], history
     with pytest.raises(SystemExit, match='init-from'):
         train_cli.main(['vla', *_common(root, profile_path, 'kf_bad'), *base, '--goal-head-only', '--steps', '2'])
+
+
+def test_vla_fine_tune_adds_the_memory_keyframe(setup):
+    """--init-from a goal-head VLA trained without --memory-keyframe, with it: the goal head is widened for the
+    keyframe and text inputs at zero weight (the same estimate as before when no keyframe is given), and the
+    fine-tuned checkpoint keeps the keyframe layout."""
+    from pi07_policy.checkpoint import load_checkpoint
+    from pi07_policy.models.vla.configuration_vla import VLAConfig
+    from pi07_policy.models.vla.modeling_vla import VLAModel
+    root, profile_path = setup
+    base = ['--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-conditioning', '--vision-goal-displacement',
+            '--batch-size', '4']
+    assert train_cli.main(['vla', *_common(root, profile_path, 'nokf'), *base, '--steps', '2']) == 0
+    ckpt = load_checkpoint(root / 'nokf_export', VLAConfig.model_type, config_cls=VLAConfig)
+    assert not ckpt.config.vision_goal_reads_memory
+    wide_config = replace(ckpt.config, memory_keeps_first_frame=True, vision_goal_reads_memory=True)
+    weights = {**ckpt.state_dict, **train_cli.widen_goal_head_for_keyframe(ckpt.state_dict, wide_config)}
+    old, wide = VLAModel(ckpt.config).eval(), VLAModel(wide_config).eval()
+    old.load_state_dict(ckpt.state_dict)
+    wide.load_state_dict(weights)
+    torch.manual_seed(0)
+    b, cams, d = 2, 2, ckpt.config.decoder.hidden_size
+    batch = {'image_mask': torch.ones(b, cams, dtype=torch.bool), 'state': torch.randn(b, 3),
+             'text_ids': torch.randint(0, 50, (b, 8)), 'text_mask': torch.ones(b, 8, dtype=torch.bool)}
+    tokens = torch.randn(b, cams * ckpt.config.vision.tokens_per_image, d)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.vision_goal(tokens, batch), old.vision_goal(tokens, batch))
+    assert train_cli.main(['vla', *_common(root, profile_path, 'addkf'), *base, '--steps', '3', '--memory-keyframe',
+                           '--memory-prob', '0.5', '--init-from', str(root / 'nokf_export')]) == 0
+    config = json.loads((root / 'addkf_export' / 'config.json').read_text())['config']
+    assert config['memory_keeps_first_frame'] and config['vision_goal_reads_memory']
 
 
 def test_vla_fine_tunes_from_a_checkpoint(setup):
