@@ -64,13 +64,20 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 #                    (RTC_FINETUNE_STEPS, the same mix; no subgoal/memory fine-tune, no DAgger); then
 #                    GOAL_HEAD_STEPS steps of the goal head alone (--goal-head-only) with a keyframe encoder of
 #                    its own and hindsight "put it back" samples (--hindsight-return-prob 0.3
-#                    --hindsight-return-dims $HINDSIGHT_DIMS), docs/data.md session 17
+#                    --hindsight-return-dims $HINDSIGHT_DIMS), docs/data.md session 17;
+#                    finetune: the VLA's usual stages on ordered_place, then KEYFRAME_FINETUNE_STEPS steps on both
+#                    task families with the memory keyframe (its goal head widened for it), the same mix and
+#                    training-time RTC, then the goal head's own stage as above (the arm, docs/data.md session 18)
+#   KEYFRAME_FINETUNE_STEPS  that fine-tune's steps (KEYFRAME=finetune)
+#   HINDSIGHT_DIMS   the state dimensions a hindsight "put it back" goal supervises: those a put-back ends at as a
+#                    pick does (the gantry's x and y; the arm's joints but the shoulder and wrist pitch, which
+#                    carry the height); "none": no hindsight samples
 # The values given in the environment, read once: the loop below assigns these names per embodiment, and a
 # later embodiment must not take an earlier one's value for its own default.
 declare -A GIVEN=()
 for name in VLA_STEPS EXPERT_EPISODES FLOW_SAMPLES GOAL_PRETRAIN_STEPS IMAGE_SHIFT GOAL_CONDITIONING GOAL_HEAD \
             DAGGER_EPISODES DART_EPISODES DART_VARIANT EXTRAS_PER_BATCH EXTRAS_FINETUNE_STEPS RTC_FINETUNE_STEPS \
-            RESTORE_EPISODES KEYFRAME GOAL_HEAD_STEPS HINDSIGHT_DIMS; do
+            RESTORE_EPISODES KEYFRAME KEYFRAME_FINETUNE_STEPS GOAL_HEAD_STEPS HINDSIGHT_DIMS; do
   if [[ -n "${!name:-}" ]]; then GIVEN[$name]=${!name}; fi
 done
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${GIVEN[$1]:-}" ]]; then echo "${GIVEN[$1]}"; else echo "$3"; fi; }
@@ -87,10 +94,11 @@ declare -A DEFAULT_DART_VARIANT=([arm7]=dart_wide [gantry]=dart)
 declare -A DEFAULT_EXTRAS_PER_BATCH=([arm7]=0 [gantry]=0)
 declare -A DEFAULT_EXTRAS_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
 declare -A DEFAULT_RTC_FINETUNE_STEPS=([arm7]=600 [gantry]=600)
-declare -A DEFAULT_RESTORE_EPISODES=([arm7]=30 [gantry]=200)
-declare -A DEFAULT_KEYFRAME=([arm7]=0 [gantry]=1)
+declare -A DEFAULT_RESTORE_EPISODES=([arm7]=200 [gantry]=200)
+declare -A DEFAULT_KEYFRAME=([arm7]=finetune [gantry]=1)
+declare -A DEFAULT_KEYFRAME_FINETUNE_STEPS=([arm7]=1200 [gantry]=0)
 declare -A DEFAULT_GOAL_HEAD_STEPS=([arm7]=3000 [gantry]=3000)
-declare -A DEFAULT_HINDSIGHT_DIMS=([arm7]="" [gantry]="0 1")   # the gantry's x and y (a place ends lower)
+declare -A DEFAULT_HINDSIGHT_DIMS=([arm7]="0 2 3 4 6" [gantry]="0 1")   # a place ends lower than a pick
 EXTRAS_FINETUNE_LR=${EXTRAS_FINETUNE_LR:-2e-4}
 RTC_TRAIN_PROB=${RTC_TRAIN_PROB:-0.5}
 RTC_MAX_DELAY=${RTC_MAX_DELAY:-6}
@@ -132,6 +140,8 @@ for E in $EMBODIMENTS; do
   RTC_FINETUNE_STEPS=$(setting RTC_FINETUNE_STEPS "$E" "${DEFAULT_RTC_FINETUNE_STEPS[$E]:-0}")
   RESTORE_EPISODES=$(setting RESTORE_EPISODES "$E" "${DEFAULT_RESTORE_EPISODES[$E]:-30}")
   KEYFRAME=$(setting KEYFRAME "$E" "${DEFAULT_KEYFRAME[$E]:-0}")
+  [[ "$KEYFRAME" == 0 || "$KEYFRAME" == 1 || "$KEYFRAME" == finetune ]] || { echo "KEYFRAME: 0, 1 or finetune, got $KEYFRAME" >&2; exit 2; }
+  KEYFRAME_FINETUNE_STEPS=$(setting KEYFRAME_FINETUNE_STEPS "$E" "${DEFAULT_KEYFRAME_FINETUNE_STEPS[$E]:-1200}")
   GOAL_HEAD_STEPS=$(setting GOAL_HEAD_STEPS "$E" "${DEFAULT_GOAL_HEAD_STEPS[$E]:-3000}")
   HINDSIGHT_DIMS=$(setting HINDSIGHT_DIMS "$E" "${DEFAULT_HINDSIGHT_DIMS[$E]:-}")
   CKPT=$CHECKPOINTS/$P
@@ -220,7 +230,7 @@ for E in $EMBODIMENTS; do
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
     [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 \
-       || "$KEYFRAME" == 1 ]] || LATEST=$CKPT/vla
+       || "$KEYFRAME" != 0 ]] || LATEST=$CKPT/vla
     $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" --out "$RUNS/$E/vla" \
         --export "$LATEST" --steps "$STEPS" --lr 5e-4 --goal-pretrain-steps "$GOAL_PRETRAIN_STEPS" \
         "${FIRST_STAGE_ARGS[@]}"
@@ -230,7 +240,8 @@ for E in $EMBODIMENTS; do
       python -m pi07_policy.data.convert "${DAGGER_SOURCES[@]}" -o "$DATASETS/${E}_dagger" \
           --profile "$P" --seed 0 "${CONVERT_ARGS[@]}"
       NEXT=$CKPT/vla
-      [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_dagger_export
+      [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 || "$KEYFRAME" != 0 ]] \
+          && NEXT=$RUNS/$E/vla_dagger_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$DATASETS/${E}_dagger" \
           --out "$RUNS/$E/vla_dagger" --export "$NEXT" --init-from "$LATEST" --steps "$DAGGER_STEPS" \
           --lr "$DAGGER_LR" --flow-samples 4
@@ -238,7 +249,7 @@ for E in $EMBODIMENTS; do
     fi
     if [[ "$EXTRAS_FINETUNE_STEPS" -gt 0 ]]; then
       NEXT=$CKPT/vla
-      [[ "$RTC_FINETUNE_STEPS" -gt 0 ]] && NEXT=$RUNS/$E/vla_extras_export
+      [[ "$RTC_FINETUNE_STEPS" -gt 0 || "$KEYFRAME" != 0 ]] && NEXT=$RUNS/$E/vla_extras_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_extras" --export "$NEXT" --init-from "$LATEST" --steps "$EXTRAS_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}"
@@ -246,17 +257,28 @@ for E in $EMBODIMENTS; do
     fi
     if [[ "$RTC_FINETUNE_STEPS" -gt 0 ]]; then
       NEXT=$CKPT/vla
-      [[ "$KEYFRAME" == 1 ]] && NEXT=$RUNS/$E/vla_rtc_export
+      [[ "$KEYFRAME" != 0 ]] && NEXT=$RUNS/$E/vla_rtc_export
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_rtc" --export "$NEXT" --init-from "$LATEST" --steps "$RTC_FINETUNE_STEPS" \
           --lr "$EXTRAS_FINETUNE_LR" "${EXTRAS_MIX[@]}" "${RTC_ARGS[@]}"
       LATEST=$NEXT
     fi
-    if [[ "$KEYFRAME" == 1 ]]; then
+    if [[ "$KEYFRAME" == finetune ]]; then
+      # the trained VLA learns restore_layout too: both task families, the memory keyframe (its goal head widened
+      # for it), memory in 70 % of the batches, training-time RTC; the goal head's own stage follows
+      VLA_ARGS+=(--include ordered_place restore_layout --memory-keyframe)
+      $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
+          --out "$RUNS/$E/vla_keyframe" --export "$RUNS/$E/vla_keyframe_export" --init-from "$LATEST" \
+          --steps "$KEYFRAME_FINETUNE_STEPS" --lr "$EXTRAS_FINETUNE_LR" --subgoal-prob 0.3 --memory-prob 0.7 \
+          --extras-per-batch "${RTC_ARGS[@]}"
+      LATEST=$RUNS/$E/vla_keyframe_export
+    fi
+    if [[ "$KEYFRAME" != 0 ]]; then
       # the goal head alone (its head and a keyframe encoder of its own; nothing the backbone or the expert reads
       # changes), with hindsight "put it back" samples from every episode that picks a block
       HINDSIGHT=(--hindsight-return-prob 0.3)
-      [[ -n "$HINDSIGHT_DIMS" ]] && HINDSIGHT+=(--hindsight-return-dims $HINDSIGHT_DIMS)
+      if [[ "$HINDSIGHT_DIMS" == none ]]; then HINDSIGHT=()
+      elif [[ -n "$HINDSIGHT_DIMS" ]]; then HINDSIGHT+=(--hindsight-return-dims $HINDSIGHT_DIMS); fi
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_goal_head" --export "$CKPT/vla" --init-from "$LATEST" --keyframe-encoder \
           --goal-head-only --steps "$GOAL_HEAD_STEPS" "${HINDSIGHT[@]}"

@@ -102,7 +102,10 @@ class MemoryNode(ManagedNode):
                 self._diagnostics.force_update()
             return
         self._image_errors.pop(camera, None)
+        dropped = self._visual.stale_dropped
         self._visual.offer(camera, stamp_to_sec(msg.header.stamp), frame)
+        if self._visual.stale_dropped > dropped:
+            self.get_logger().info(f'camera {camera}: dropped a frame from before task {self._task_id!r} began')
 
     def _on_task(self, msg: Task) -> None:
         if msg.task_id != self._task_id:
@@ -165,7 +168,8 @@ class MemoryNode(ManagedNode):
         missing = [c for c in self._cameras if c not in self._visual.snapshot()]
         if missing:
             return WARN, f'no frames yet from {", ".join(missing)}', {}
-        return OK, 'ok', {'frames_per_camera': self._visual.frames_per_camera}
+        return OK, 'ok', {'frames_per_camera': self._visual.frames_per_camera,
+                          'frames_from_before_the_task_dropped': self._visual.stale_dropped}
 
     def _language_status(self):
         values = {'task_id': self._task_id, 'tasks_stored': len(self._store.tasks())}

@@ -32,6 +32,7 @@ class VisualMemory:
             c: deque(maxlen=frames_per_camera) for c in self.cameras}
         self._first: dict[str, tuple[float, np.ndarray]] = {}
         self._not_before = 0.0
+        self.stale_dropped = 0   # frames refused as older than the task (diagnostics)
 
     def offer(self, camera: str, stamp_s: float, frame: np.ndarray) -> bool:
         """Keep ``frame`` if at least one stride passed since the last kept frame of that camera. A frame stamped
@@ -39,6 +40,7 @@ class VisualMemory:
         task began (a frame still queued when the task arrived), and as the keyframe it would stand for the wrong
         start all task long. Older stamps are another clock (a replayed bag), not a late frame: kept."""
         if self._not_before - self.STALE_WINDOW_S <= stamp_s < self._not_before:
+            self.stale_dropped += 1
             return False
         frames = self._frames[camera]
         if frames and stamp_s < frames[-1][0]:

@@ -95,6 +95,7 @@ def test_visual_memory_drops_frames_from_before_the_task():
     memory.offer('scene', 99.0, frame(1))
     memory.reset(since_s=100.0)
     assert not memory.offer('scene', 99.9, frame(1))            # the old scene, late
+    assert memory.stale_dropped == 1
     assert memory.offer('scene', 100.05, frame(2))
     memory.offer('scene', 101.1, frame(3))
     memory.offer('scene', 102.2, frame(4))
