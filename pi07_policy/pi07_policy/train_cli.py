@@ -130,16 +130,50 @@ def widen_goal_head_for_keyframe(weights: dict, config) -> dict:
     return {key: new}
 
 
-def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
-    """Text tokenizer (dataset texts), FAST tokenizer and action statistics (sampled chunks, relative to the state
-    on delta dimensions), state statistics (the dataset's)."""
+def transfer_init(source: str, config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
+    """Start from another embodiment's VLA (`train vla --transfer-from`), as one fine-tunes a base model on a new
+    robot: every tensor whose name and shape fit this command's model (image encoder, backbone, the expert's
+    layers) and the source's text tokenizer (its token ids are what those embeddings mean); the layers sized by
+    the state and the actions (projections, goal heads), the FAST tokenizer and the normalisation start fresh from
+    this dataset. -> (processor, initial weights)."""
+    from .checkpoint import load_checkpoint
+    from .models.common.text_tokenizer import load_text_tokenizer
+    from .models.vla.configuration_vla import VLAConfig
+    from .models.vla.modeling_vla import VLAModel
+    from .models.vla.processing_vla import TEXT_TOKENIZER_FILE
+    ckpt = load_checkpoint(source, VLAConfig.model_type, config_cls=VLAConfig)
+    processor = build_vla_processor(config, profile, dataset, seed, delta=delta,
+                                    text=load_text_tokenizer(ckpt.read_text(TEXT_TOKENIZER_FILE)))
+    torch.manual_seed(seed)
+    weights, fresh = fitting_weights(ckpt.state_dict, VLAModel(config).state_dict())
+    if any(k.startswith('layers.') for k in fresh):
+        raise SystemExit(f'--transfer-from {source}: its backbone does not fit this model (another --config?)')
+    print(f'transfer from {source} ({ckpt.embodiment}): {len(weights) - len(fresh)} of {len(weights)} tensors; '
+          f'fresh: {", ".join(sorted({k.rsplit(".", 1)[0] for k in fresh}))}', flush=True)
+    return processor, weights
+
+
+def fitting_weights(source: dict, own: dict) -> tuple[dict, list[str]]:
+    """`own` (a freshly initialised model's state dict) with every tensor of `source` of the same name and shape
+    copied in. -> (weights, names kept fresh)."""
+    weights = dict(own)
+    fresh = [k for k, v in own.items() if k not in source or source[k].shape != v.shape]
+    weights.update({k: source[k].clone() for k in own if k not in fresh})
+    return weights, fresh
+
+
+def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True,
+                        text=None):
+    """Text tokenizer (dataset texts, unless `text` is given), FAST tokenizer and action statistics (sampled
+    chunks, relative to the state on delta dimensions), state statistics (the dataset's)."""
     from .models.common.text_tokenizer import train_text_tokenizer
     from .models.fast import FASTConfig, FASTTokenizer
     from .models.vla.processing_vla import RobotSpec, VLAProcessor
     robot = RobotSpec(camera_names=tuple(profile.camera_names), state_dim=profile.state_dim,
                       action_dim=profile.action_dim, norm_mode='quantile', embodiment=profile.embodiment,
                       delta_action_mask=delta_action_mask(profile) if delta else ())
-    text = train_text_tokenizer(dataset_texts(dataset), vocab_size=config.text_vocab_size)
+    if text is None:
+        text = train_text_tokenizer(dataset_texts(dataset), vocab_size=config.text_vocab_size)
     bare = VLAProcessor(config, robot, text, None, None)
     chunks, states = sample_chunks(dataset, 4000, seed)
     relative = np.stack([bare.to_relative(c, s) for c, s in zip(chunks, states)])
@@ -199,6 +233,9 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                 config = replace(config, keyframe_encoder=True)
                 init_weights.update({'keyframe_' + k: v for k, v in ckpt.state_dict.items() if k.startswith('vision.')})
         processor = VLAProcessor.from_checkpoint(ckpt, config)
+    elif args.transfer_from:
+        processor, init_weights = transfer_init(args.transfer_from, config, profile, dataset, args.seed,
+                                                delta=not args.absolute_actions)
     else:
         processor = build_vla_processor(config, profile, dataset, args.seed, delta=not args.absolute_actions)
     tc = TrainConfig(batch_size=args.batch_size, lr=args.lr, seed=args.seed, num_workers=args.workers,
@@ -408,6 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='predict absolute targets (default: joints/axes relative to the current state)')
     p.add_argument('--init-from', default=None,
                    help='fine-tune: start from this VLA checkpoint (weights, tokenizers, normalisation), new schedule')
+    p.add_argument('--transfer-from', default=None,
+                   help='start from another embodiment\'s VLA checkpoint: the tensors that fit this model and its '
+                        'text tokenizer; state/action-sized layers, FAST tokenizer and normalisation start fresh')
     p.add_argument('--no-ki', action='store_true', help='pi0-style joint training: the flow loss reaches the backbone')
     p.add_argument('--fast-weight', type=float, default=1.0, help='weight of the FAST cross-entropy (0: flow only)')
     p.add_argument('--flow-samples', type=int, default=1,

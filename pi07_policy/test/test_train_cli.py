@@ -183,6 +183,41 @@ def test_vla_fine_tune_adds_the_memory_keyframe(setup):
     assert config['memory_keeps_first_frame'] and config['vision_goal_reads_memory']
 
 
+def test_vla_transfer_from_another_embodiment(setup, tmp_path):
+    """--transfer-from: another embodiment's VLA starts this one's (its backbone and image encoder, its text
+    tokenizer); the layers sized by the state and the actions start fresh; the export is this embodiment's and the
+    first loss is far below a fresh model's."""
+    from pi07_policy.models.vla.configuration_vla import VLAConfig
+    from pi07_policy.models.vla.modeling_vla import VLAModel
+    root, profile_path = setup
+    base = ['--steps', '60', '--batch-size', '8', '--lr', '1e-3', '--horizon', '6', '--no-ki', '--fast-weight', '0']
+    if not (root / 'flow_only_export').is_dir():
+        assert train_cli.main(['vla', *_common(root, profile_path, 'flow_only'), *base]) == 0
+    fresh = [json.loads(x) for x in (root / 'flow_only' / 'history.jsonl').read_text().splitlines()]
+    other = tmp_path / 'other_bot.yaml'
+    other.write_text(profile_path.read_text().replace('testbot', 'otherbot'))
+    convert([root / 'bags'], tmp_path / 'dataset', load_profile_spec(other), val_fraction=0.25, progress=False,
+            log=lambda *_: None)
+    args = ['vla', '--dataset', str(tmp_path / 'dataset'), '--profile', str(other), '--out', str(tmp_path / 'run'),
+            '--export', str(tmp_path / 'export'), '--config', 'micro', '--workers', '0', '--plot-every', '0',
+            '--save-every', '0', '--steps', '5', '--batch-size', '8', '--lr', '1e-4', '--horizon', '6', '--no-ki',
+            '--fast-weight', '0', '--transfer-from', str(root / 'flow_only_export')]
+    assert train_cli.main(args) == 0
+    tuned = [json.loads(x) for x in (tmp_path / 'run' / 'history.jsonl').read_text().splitlines()]
+    assert tuned[0]['flow_loss'] < 0.7 * fresh[0]['flow_loss'], (fresh[0], tuned[0])
+    assert json.loads((tmp_path / 'export' / 'config.json').read_text())['embodiment'] == 'otherbot'
+    assert (tmp_path / 'export' / 'text_tokenizer.json').read_text() == \
+        (root / 'flow_only_export' / 'text_tokenizer.json').read_text()
+    # a robot with other state and action sizes: the backbone carries over, its own projections start fresh
+    source = VLAModel(VLAConfig(state_dim=3, action_dim=3)).state_dict()
+    own = VLAModel(VLAConfig(state_dim=7, action_dim=7)).state_dict()
+    weights, kept_fresh = train_cli.fitting_weights(source, own)
+    assert kept_fresh and all(own[k].shape != source[k].shape for k in kept_fresh if k in source)
+    assert not any(k.startswith(('layers.', 'vision.')) for k in kept_fresh), kept_fresh
+    assert all(torch.equal(weights[k], source[k]) for k in own if k not in kept_fresh)
+    assert all(torch.equal(weights[k], own[k]) for k in kept_fresh)
+
+
 def test_vla_fine_tunes_from_a_checkpoint(setup):
     """--init-from: the checkpoint's weights and processor, a fresh schedule (step 0), this command's knobs; the
     first loss is the trained model's, far below a fresh model's."""
