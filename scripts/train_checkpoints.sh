@@ -8,9 +8,10 @@
 #   VLA_STEPS=40 HL_STEPS=20 WM_VAE_STEPS=20 WM_STEPS=20 bash scripts/train_checkpoints.sh   # a quick smoke run
 #
 # Bags are collected only where missing (collect skips existing ones); the datasets are rebuilt incrementally.
-# Everything runs on CPU; on the shared 2-core machine the default step counts take about 60-70 min for the arm
-# (50 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for the one with
-# training-time RTC) and about 100 for the gantry (its VLA: 19 min of goal pretraining and 45 of one stage on both
+# Everything runs on CPU; on the shared 2-core machine the default step counts take about 95-100 min for the arm
+# (85 of them the VLA: 31 for its first stage, 9 for the fine-tune with subgoals and memory, 9.5 for the one with
+# training-time RTC, 23 for the keyframe fine-tune on both task families, 11 for its goal head alone:
+# KEYFRAME=finetune) and about 100 for the gantry (its VLA: 19 min of goal pretraining and 45 of one stage on both
 # task families with a memory keyframe, 11 of the RTC fine-tune, then 11 of its goal head alone: KEYFRAME=1).
 # GOAL_PRETRAIN_STEPS=2000 VLA_STEPS=1600 HL_STEPS=2500 EXTRAS_PER_BATCH=1 EXTRAS_FINETUNE_STEPS=0 takes 27 min for
 # the gantry, but its VLA succeeds far less often (docs/data.md, session 8); so does
