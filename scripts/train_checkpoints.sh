@@ -78,7 +78,7 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 declare -A GIVEN=()
 for name in VLA_STEPS EXPERT_EPISODES FLOW_SAMPLES GOAL_PRETRAIN_STEPS IMAGE_SHIFT GOAL_CONDITIONING GOAL_HEAD \
             DAGGER_EPISODES DART_EPISODES DART_VARIANT EXTRAS_PER_BATCH EXTRAS_FINETUNE_STEPS RTC_FINETUNE_STEPS \
-            RESTORE_EPISODES KEYFRAME KEYFRAME_FINETUNE_STEPS GOAL_HEAD_STEPS HINDSIGHT_DIMS; do
+            RESTORE_EPISODES KEYFRAME KEYFRAME_FINETUNE_STEPS GOAL_HEAD_STEPS HINDSIGHT_DIMS TRANSFER_FROM; do
   if [[ -n "${!name:-}" ]]; then GIVEN[$name]=${!name}; fi
 done
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${GIVEN[$1]:-}" ]]; then echo "${GIVEN[$1]}"; else echo "$3"; fi; }
@@ -107,6 +107,11 @@ RTC_PREFIX_NOISE=${RTC_PREFIX_NOISE:-0.6}
 # ONE_STAGE=1: the VLA's first stage already trains with the fine-tunes' prompt mix and training-time RTC, and the
 # two fine-tune stages are skipped (the 30-minute recipe, docs/data.md session 15)
 ONE_STAGE=${ONE_STAGE:-0}
+# TRANSFER_FROM=<VLA checkpoint> (or TRANSFER_FROM_<embodiment>): the VLA's first stage starts from another
+# embodiment's VLA (`train vla --transfer-from`: its image encoder, backbone, expert layers and text tokenizer; the
+# state/action layers fresh), as a new robot is fine-tuned from a base model. With ONE_STAGE=1
+# GOAL_PRETRAIN_STEPS=1000 VLA_STEPS=900 HL_STEPS=2500 KEYFRAME=0 RESTORE_EPISODES=30 from the shipped gantry VLA,
+# the arm trains in under 30 min and finishes 30 of 40 ordered tasks (docs/data.md, session 18)
 DAGGER_STEPS=${DAGGER_STEPS:-500}
 DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
@@ -228,6 +233,8 @@ for E in $EMBODIMENTS; do
       EXTRAS_FINETUNE_STEPS=0; DAGGER_EPISODES=0
       EXTRAS_MIX=(--subgoal-prob 0.3 --memory-prob 0.7 --extras-per-batch)   # the RTC fine-tune's mix too
     fi
+    TRANSFER=$(setting TRANSFER_FROM "$E" "")
+    [[ -n "$TRANSFER" ]] && FIRST_STAGE_ARGS+=(--transfer-from "$TRANSFER")
     # each stage exports where the next one starts; the last one exports the shipped checkpoint
     LATEST=$RUNS/$E/vla_round0_export
     [[ "$DAGGER_EPISODES" -gt 0 || "$EXTRAS_FINETUNE_STEPS" -gt 0 || "$RTC_FINETUNE_STEPS" -gt 0 \
