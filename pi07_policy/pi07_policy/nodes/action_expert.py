@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 
 import numpy as np
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
@@ -69,7 +70,8 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'use_metadata', True, 'Give the task\'s metadata (speed, quality, ...) to the model.')
         declare(self, 'use_subgoals', True, 'Give subgoal images (from the world model) to the model.')
         declare(self, 'use_visual_memory', True, 'Give short-term visual memory frames to the model.')
-        declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random).')
+        declare(self, 'seed', 0, 'Seed of the flow-matching noise (-1: random); restarted from it and the task id '
+                'on each new task.')
         declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         declare(self, 'use_message_filters', True, 'Synchronise images and joint states with message_filters\' '
                 'ApproximateTimeSynchronizer where it is installed (else: newest samples within the tolerance).')
@@ -77,6 +79,7 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'metadata_quality', -1, 'Steering: quality 1..5 for every task (-1: the task\'s own).')
         declare(self, 'metadata_mistake', -1, 'Steering: 0 no mistake, 1 mistake (-1: the task\'s own).')
         self._policy = None
+        self._reseed_to: int | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -199,6 +202,9 @@ class ActionExpertNode(WorkerNode):
                 self._subtask = None
                 self._subgoals = None
                 self._last_chunk = None
+                # the flow noise restarts from the task (applied by the worker, before its next chunk): a task's
+                # draws then depend less on what the node computed before it
+                self._reseed_to = zlib.crc32(msg.task_id.encode())
             self._task = msg
 
     def _on_subtask(self, msg: Subtask) -> None:
@@ -294,6 +300,10 @@ class ActionExpertNode(WorkerNode):
                        execution_horizon=request.execution_horizon, mode='rtc')
         else:
             obs['mode'] = 'sync'
+        with self._lock:
+            reseed, self._reseed_to = self._reseed_to, None
+        if reseed is not None:
+            self._policy.reseed(reseed)
         try:
             out = self._policy.infer(obs)
         except Exception as exc:  # report and keep the node alive; the executor holds, then stops
