@@ -146,8 +146,9 @@ def transfer_init(source: str, config, profile: ProfileSpec, dataset: VLADataset
                                     text=load_text_tokenizer(ckpt.read_text(TEXT_TOKENIZER_FILE)))
     torch.manual_seed(seed)
     weights, fresh = fitting_weights(ckpt.state_dict, VLAModel(config).state_dict())
-    if any(k.startswith('layers.') for k in fresh):
-        raise SystemExit(f'--transfer-from {source}: its backbone does not fit this model (another --config?)')
+    if any(k.startswith(('layers.', 'embed_tokens.')) for k in fresh):   # its tokenizer needs its embeddings too
+        raise SystemExit(f'--transfer-from {source}: its backbone or text embeddings do not fit this model '
+                         '(another --config?)')
     print(f'transfer from {source} ({ckpt.embodiment}): {len(weights) - len(fresh)} of {len(weights)} tensors; '
           f'fresh: {", ".join(sorted({k.rsplit(".", 1)[0] for k in fresh}))}', flush=True)
     return processor, weights
@@ -202,6 +203,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     check_dataset(dataset, profile)
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
+    if args.transfer_from and (args.init_from or args.goal_head_only):
+        raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
     config = vla_config(args, profile)
     init_weights = None
     if resume is not None or args.init_from:
@@ -316,6 +319,8 @@ def run_high_level(args, profile: ProfileSpec) -> dict:
         cfg = replace(cfg, vision=replace(cfg.vision, image_size=args.image_size))
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
+    if args.transfer_from and (args.init_from or args.goal_head_only):
+        raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
     if resume is not None:
         from .checkpoint import load_checkpoint
         from .models.high_level import HighLevelConfig

@@ -208,6 +208,8 @@ def test_vla_transfer_from_another_embodiment(setup, tmp_path):
     assert json.loads((tmp_path / 'export' / 'config.json').read_text())['embodiment'] == 'otherbot'
     assert (tmp_path / 'export' / 'text_tokenizer.json').read_text() == \
         (root / 'flow_only_export' / 'text_tokenizer.json').read_text()
+    with pytest.raises(SystemExit, match='init-from'):
+        train_cli.main(args + ['--init-from', str(root / 'flow_only_export')])
     # a robot with other state and action sizes: the backbone carries over, its own projections start fresh
     source = VLAModel(VLAConfig(state_dim=3, action_dim=3)).state_dict()
     own = VLAModel(VLAConfig(state_dim=7, action_dim=7)).state_dict()
