@@ -319,8 +319,6 @@ def run_high_level(args, profile: ProfileSpec) -> dict:
         cfg = replace(cfg, vision=replace(cfg.vision, image_size=args.image_size))
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
-    if args.transfer_from and (args.init_from or args.goal_head_only):
-        raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
     if resume is not None:
         from .checkpoint import load_checkpoint
         from .models.high_level import HighLevelConfig
