@@ -188,6 +188,19 @@ def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed:
     return VLAProcessor(config, robot, text, fast, stats)
 
 
+def parse_repeat(pairs: list[str] | None) -> dict[str, int] | None:
+    """['restore_layout=3'] -> {'restore_layout': 3}."""
+    if not pairs:
+        return None
+    out = {}
+    for pair in pairs:
+        name, sep, count = pair.rpartition('=')
+        if not sep or not name or not count.isdigit() or int(count) < 1:
+            raise SystemExit(f'--repeat {pair!r}: expected NAME=K with K >= 1 (e.g. restore_layout=3)')
+        out[name] = int(count)
+    return out
+
+
 def run_vla(args, profile: ProfileSpec) -> dict:
     from .models.vla.policy import VLAPolicy
     from .models.vla.processing_vla import VLAProcessor
@@ -196,7 +209,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
 
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
                          memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
-                         memory_keep_first=args.memory_keyframe,
+                         memory_keep_first=args.memory_keyframe, repeat=parse_repeat(args.repeat),
                          # --goal-head-only trains on the goal samples below: no pause scan for unused action samples
                          idle_tolerance=0.0 if args.goal_head_only else args.idle_tolerance,
                          extras_per_batch=args.batch_size if args.extras_per_batch else 0)
@@ -257,7 +270,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                         memory_prob=args.goal_pretrain_memory_prob if config.vision_goal_reads_memory else 0.0,
                         memory_keep_first=config.memory_keeps_first_frame, memory_frames=1,
                         hindsight_return_prob=args.hindsight_return_prob,
-                        hindsight_return_dims=args.hindsight_return_dims),
+                        hindsight_return_dims=args.hindsight_return_dims, repeat=parse_repeat(args.repeat)),
                     'goal_pretrain_steps': args.goal_pretrain_steps,
                     'goal_pretrain_config': replace(tc, batch_size=args.goal_pretrain_batch_size,
                                                     lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
@@ -501,6 +514,9 @@ def build_parser() -> argparse.ArgumentParser:
                         'block back where it was" with the keyframe and the end of that pick as the goal')
     p.add_argument('--hindsight-return-dims', type=int, nargs='+', default=None,
                    help='state dimensions a hindsight goal supervises (default all; the gantry: 0 1, x and y)')
+    p.add_argument('--repeat', nargs='+', default=None, metavar='NAME=K',
+                   help='the steps of episodes whose name contains NAME appear K times per epoch (e.g. '
+                        'restore_layout=3: a family that is one episode in five gets more of the batches)')
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
     p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
     p.add_argument('--extras-per-batch', action='store_true',

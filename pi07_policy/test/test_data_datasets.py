@@ -92,6 +92,17 @@ def test_dataset_leaves_out_idle_steps(dataset_dir):
         VLADataset(dataset_dir, 'train', idle_tolerance=-1e-3)
 
 
+def test_dataset_repeats_a_family(dataset_dir):
+    once = VLADataset(dataset_dir, 'train', horizon=8)
+    thrice = VLADataset(dataset_dir, 'train', horizon=8, repeat={'ep_1': 3})
+    per_episode = {name: sum(ds.episodes[k]['name'] == name for k, _ in ds.items) for ds in (thrice,)
+                   for name in ('ep_0', 'ep_1', 'ep_2')}
+    assert per_episode == {'ep_0': STEPS, 'ep_1': 3 * STEPS, 'ep_2': STEPS}
+    assert set(thrice.items) == set(once.items)
+    with pytest.raises(ValueError, match='repeat'):
+        VLADataset(dataset_dir, 'train', repeat={'ep_1': 0})
+
+
 def test_subgoal_and_memory_frames(dataset_dir):
     ds = VLADataset(dataset_dir, 'train', horizon=4, subgoal_prob=1.0, subgoal_end_prob=1.0, memory_prob=1.0)
     s = ds[_find(ds, 'ep_0', 5)]

@@ -142,7 +142,7 @@ class VLADataset(EpisodeDataset):
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
                  segment_start_fraction: float | None = None, idle_tolerance: float = 0.0,
                  extras_per_batch: int = 0, memory_keep_first: bool = False, hindsight_return_prob: float = 0.0,
-                 hindsight_return_dims: tuple[int, ...] | None = None):
+                 hindsight_return_dims: tuple[int, ...] | None = None, repeat: dict[str, int] | None = None):
         """`extras_per_batch` B > 0: every run of B consecutive samples (a DataLoader worker builds a batch's
         samples in a row) shares one coin for subgoal images and one for memory frames, instead of one per sample.
         The prompt is padded to the batch's longest, so one sample with memory made the whole batch pay for its
@@ -157,7 +157,10 @@ class VLADataset(EpisodeDataset):
         `hindsight_return_prob` > 0 (with `with_actions=False`): that fraction of the samples taken after an
         object's pick is relabelled "put the <object> block back where it was" (RETURN_SUBTASK), with memory
         frames and the state where that pick ended as the goal, supervised on `hindsight_return_dims` (all
-        dimensions if None) — see PICK_SUBTASK."""
+        dimensions if None) — see PICK_SUBTASK.
+        `repeat` {name substring: K}: the steps of the episodes whose name contains it appear K times (the first
+        matching substring counts), so a family that is a small share of the episodes gets more of the batches
+        without dropping the others."""
         super().__init__(root, split, episodes, step_stride, include)
         self.with_actions = with_actions
         if hindsight_return_prob and with_actions:
@@ -187,6 +190,11 @@ class VLADataset(EpisodeDataset):
             self.items = [item for item in self.items if item in keep]
             if not self.items:
                 raise ValueError(f'{root}: no steps inside a subtask segment (no `subtask` topic recorded?)')
+        if repeat:
+            if any(int(k) < 1 for k in repeat.values()):
+                raise ValueError(f'repeat counts must be >= 1, got {repeat}')
+            times = [next((int(k) for pattern, k in repeat.items() if pattern in e['name']), 1) for e in self.episodes]
+            self.items = [item for item in self.items for _ in range(times[item[0]])]
         self.horizon = horizon
         self.subgoal_prob, self.subgoal_end_prob = subgoal_prob, subgoal_end_prob
         rate = float(self.index['control_rate_hz'])
