@@ -42,6 +42,15 @@ except ImportError:  # PyPI wheels: pi07_common.observations matches the newest 
     message_filters = None
 
 
+def subtask_of(task: Task | None, subtask: Subtask | None) -> Subtask | None:
+    """The subtask to act on for `task`: one published for another task (it arrived before its Task, or late
+    from the last one) is not this task's. A subtask without a task id (a person's `ros2 topic pub`) applies to
+    whatever task runs."""
+    if subtask is None or task is None or not subtask.task_id or subtask.task_id == task.task_id:
+        return subtask
+    return None
+
+
 class ActionExpertNode(WorkerNode):
     def __init__(self, **kwargs):
         super().__init__('action_expert', **kwargs)
@@ -199,7 +208,11 @@ class ActionExpertNode(WorkerNode):
     def _on_task(self, msg: Task) -> None:
         with self._lock:
             if self._task is None or msg.task_id != self._task.task_id:
-                self._subtask = None
+                # Task (from the task giver) and Subtask (from the high-level policy) come from different writers:
+                # the new task's first subtask may arrive first, and must not be dropped (it is only published
+                # again at the next boundary: without it the policy has only the instruction for the whole task)
+                if self._subtask is not None and self._subtask.task_id != msg.task_id:
+                    self._subtask = None
                 self._subgoals = None
                 self._last_chunk = None
                 # the flow noise restarts from the task (applied by the worker, before its next chunk): a task's
@@ -209,7 +222,12 @@ class ActionExpertNode(WorkerNode):
 
     def _on_subtask(self, msg: Subtask) -> None:
         with self._lock:
+            changed = (self._subtask is None) != msg.task_done or \
+                (self._subtask is not None and (self._subtask.text, self._subtask.task_id) != (msg.text, msg.task_id))
             self._subtask = None if msg.task_done else msg
+        if changed:
+            self.get_logger().info(f'task {msg.task_id!r}: ' + ('done' if msg.task_done else
+                                                                f'subtask {msg.index} {msg.text!r}'))
 
     def _on_subgoals(self, msg: SubgoalImages) -> None:
         try:
@@ -248,6 +266,7 @@ class ActionExpertNode(WorkerNode):
                                         stamp_tolerance_s=param(self, 'stamp_tolerance_s'))
         with self._lock:
             task, subtask, subgoals, memory = self._task, self._subtask, self._subgoals, self._memory
+        subtask = subtask_of(task, subtask)
         obs = {'images': images, 'state': state, 'task': task.instruction if task else None,
                'subtask': subtask.text if subtask else None}
         if param(self, 'use_metadata'):
@@ -337,7 +356,8 @@ class ActionExpertNode(WorkerNode):
         msg.actions = actions.ravel().tolist()
         with self._lock:
             msg.task_id = self._task.task_id if self._task else ''
-            msg.subtask = self._subtask.text if self._subtask else ''
+            subtask = subtask_of(self._task, self._subtask)
+            msg.subtask = subtask.text if subtask else ''
         self._chunk_pub.publish(msg)
         self._sequence += 1
         self._last_chunk = PublishedChunk(start_time, self._dt, actions.astype(np.float64))

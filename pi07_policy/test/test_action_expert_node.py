@@ -1,8 +1,12 @@
-"""The action expert node restarts its flow noise from (seed, task id) on each new task: a task's chunks then
-do not depend on how many chunks the node computed for the tasks before it.
+"""The action expert node's handling of tasks, in this process:
 
-The node runs in this process, configured from the sim arm's profile with a small random checkpoint; the test
-calls its task callback and its inference step directly (no DDS traffic is needed to check this logic)."""
+- it restarts its flow noise from (seed, task id) on each new task: a task's chunks then do not depend on how many
+  chunks the node computed for the tasks before it;
+- a task's first subtask that arrives before the Task itself (two writers: nothing orders them) is kept, and a
+  subtask of another task is not acted on.
+
+The node is configured from the sim arm's profile with a small random checkpoint; the tests call its callbacks
+and its inference step directly (DDS delivery is not what is checked here: test/test_stack_on_sim.py runs it)."""
 import numpy as np
 import pytest
 
@@ -61,3 +65,37 @@ def test_flow_noise_restarts_per_task(node):
     assert not np.allclose(first_a[1], first_a[0])              # within a task the noise moves on
     # the same task id again (re-latched): no restart, the draws go on
     np.testing.assert_array_equal(chunks_for('task-a', 1)[0], first_a[1])
+
+
+def test_subtask_before_its_task_is_kept_and_another_tasks_is_not_used(node):
+    from pi07_common.images import rgb_to_image
+    from pi07_common.node_utils import sec_to_stamp
+    from sensor_msgs.msg import JointState
+
+    from pi07_msgs.msg import Subtask, Task
+
+    size = int(node.get_parameter('image_size').value)
+    joints = [n for n in node.get_parameter('joint_names').value if n]
+
+    def observed_subtask():
+        stamp = sec_to_stamp(node._now())
+        for camera in node.get_parameter('cameras').value:
+            node._on_image(camera, rgb_to_image(np.zeros((size, size, 3), np.uint8), stamp=stamp))
+        state = JointState(name=joints, position=[0.0] * len(joints))
+        state.header.stamp = stamp
+        node._on_joint_state(state)
+        return node._observation()[0]['subtask']
+
+    node._on_task(Task(task_id='t1', instruction='put the red block in the bowl'))
+    node._on_subtask(Subtask(task_id='t1', text='pick up the red block'))
+    assert observed_subtask() == 'pick up the red block'
+    # t2's first subtask arrives before t2's Task: not t1's to act on, and still there once t2 arrives
+    node._on_subtask(Subtask(task_id='t2', text='pick up the blue block'))
+    assert observed_subtask() is None
+    node._on_task(Task(task_id='t2', instruction='put the blue block in the bowl'))
+    assert observed_subtask() == 'pick up the blue block'
+    # a new task drops the last one's subtask; a subtask with no task id (a person's) applies to the running task
+    node._on_task(Task(task_id='t3', instruction='put the blue block in the bowl'))
+    assert observed_subtask() is None
+    node._on_subtask(Subtask(text='pick up the green block'))
+    assert observed_subtask() == 'pick up the green block'
