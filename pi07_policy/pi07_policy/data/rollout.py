@@ -202,12 +202,16 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
         obs = env.step(action)
         steps += 1
     done, total = env.progress()
+    # where a "put it back" subtask's block ended, from where it started (privileged: for diagnosis only)
+    origin_error = {s.obj: round(float(np.linalg.norm(env.block_position(s.obj)[:2] - task.layout.blocks[s.obj][:2])),
+                                 4) for s in getattr(task, 'subtasks', ()) if s.target == 'origin'}
     return {'seed': int(seed), 'success': bool(env.success()), 'progress': done / max(total, 1),
             'subtasks_done': int(done), 'subtasks_total': int(total), 'time_s': round(float(env.time), 2),
             'steps': steps, 'instruction': task.instruction,
             'final_state': [round(float(v), 6) for v in np.asarray(obs['state']).ravel()],
             'inference_ms_median': float(np.median(inference_ms)) if inference_ms else 0.0,
             'rtc_frozen_mean': float(np.mean(frozen)) if frozen else 0.0,
+            **({'origin_error_m': origin_error} if origin_error else {}),
             'wall_s': round(time.perf_counter() - t0, 1)}
 
 
