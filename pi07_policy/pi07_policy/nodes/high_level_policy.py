@@ -43,6 +43,9 @@ class HighLevelPolicyNode(WorkerNode):
         declare(self, 'rate_hz', 1.0, 'How often the next subtask is decoded.')
         declare(self, 'boundary_confirmations', 1, 'A new subtask must be decoded this many times in a row.')
         declare(self, 'max_input_age_s', 2.0, 'Images older than this are stale: no decision is taken.')
+        declare(self, 'status_grace_s', 2.0, 'Plan tasks: the decoder moves the plan on only if no task_status for '
+                'the task arrived within this long of its start (a task monitor such as the sim reports the '
+                'boundaries; until its first status, a decoded later step must not skip the plan ahead).')
         declare(self, 'max_subtasks', 20, 'Give up a task after this many subtasks.')
         declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         self._policy = None
@@ -137,6 +140,7 @@ class HighLevelPolicyNode(WorkerNode):
     def _start_task(self) -> None:
         with self._lock:
             task = self._task
+            self._started = time.monotonic()   # worked on from now (it may have arrived while inactive)
             if task.subtask_source == Task.SUBTASKS_FROM_PLAN and task.plan and self._plan_step < 0:
                 self._plan_step = 0
                 self._advance(task.plan[0], Subtask.SOURCE_PLAN)
@@ -286,11 +290,21 @@ class HighLevelPolicyNode(WorkerNode):
             if self._task is not task or self._done:
                 return
             if task.subtask_source == Task.SUBTASKS_FROM_PLAN:
-                # Boundary detection without a task monitor: the model moved on to a later plan step.
+                # Boundary detection without a task monitor: the model moved on to a later plan step. Not before
+                # a monitor had time to report (its first status may come a status period after the task), and
+                # confirmed as a policy boundary is: one wrong decode must not skip a step.
                 later = list(task.plan[self._plan_step + 1:])
-                if out['subtask'] in later and self._status_msg is None:
-                    self._plan_step = task.plan.index(out['subtask'], self._plan_step + 1)
-                    self._advance(out['subtask'], Subtask.SOURCE_PLAN)
+                no_monitor = self._status_msg is None and \
+                    time.monotonic() - self._started >= float(param(self, 'status_grace_s'))
+                if out['subtask'] in later and no_monitor:
+                    seen = self._pending[1] + 1 if self._pending[0] == out['subtask'] else 1
+                    self._pending = (out['subtask'], seen)
+                    if seen >= param(self, 'boundary_confirmations'):
+                        self._pending = ('', 0)
+                        self._plan_step = task.plan.index(out['subtask'], self._plan_step + 1)
+                        self._advance(out['subtask'], Subtask.SOURCE_PLAN)
+                else:
+                    self._pending = ('', 0)
                 return
             if out['task_done']:
                 self._finish()

@@ -1,0 +1,85 @@
+"""The high-level policy on a plan task: the decoder moves the plan on only where no task monitor reports.
+
+At the start of a task the monitor's first status may be a status period away; a single decode of a later plan
+step then must not skip the plan ahead (it did at every bring-up of the arm's stack: "pick up the blue block"
+0.1 s after "pick up the red block", taken back when the first status came). The node runs in this process,
+configured with a small random checkpoint; the tests call its task, status and decision steps directly, with the
+decoder's output fixed."""
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.ros]
+
+PLAN = ['pick up the red block', 'place the red block in the bowl', 'pick up the blue block',
+        'place the blue block in the bowl']
+
+
+class LaterStep:
+    """Always decodes the third plan step."""
+
+    def infer(self, obs):
+        return {'subtask': PLAN[2], 'task_done': False}
+
+    def update_memory(self, request):
+        return {'memory': f"Done: {request['completed_subtask']}."}
+
+
+@pytest.fixture(scope='module')
+def node(tmp_path_factory):
+    import rclpy
+    from rclpy.parameter import Parameter
+    from stack_checkpoints import make_checkpoints
+
+    from pi07_bringup.graph import build_graph
+    from pi07_bringup.profile import load_profile
+    from pi07_policy.nodes.high_level_policy import HighLevelPolicyNode
+
+    profile = load_profile('sim_arm7')
+    checkpoints = make_checkpoints(profile, tmp_path_factory.mktemp('checkpoints'))
+    spec = next(s for s in build_graph(profile, nodes=['high_level_policy'], checkpoints=checkpoints)
+                if s.name == 'high_level_policy')
+    if not rclpy.ok():
+        rclpy.init(args=[])
+    hl = HighLevelPolicyNode(parameter_overrides=[Parameter(k, value=v) for k, v in spec.parameters.items()])
+    hl.trigger_configure()
+    assert hl._policy is not None
+    hl._policy = LaterStep()
+    hl._images = lambda: {}
+    yield hl
+    hl.trigger_cleanup()
+    hl.destroy_node()
+
+
+def start(node, task_id):
+    from pi07_msgs.msg import Task
+
+    node._on_task(Task(task_id=task_id, instruction='put the red block and then the blue block in the bowl',
+                       subtask_source=Task.SUBTASKS_FROM_PLAN, plan=PLAN))
+    node._start_task()   # what activation does (the node stays inactive here: no decision thread)
+    assert node._current == PLAN[0]
+    return node._task
+
+
+def test_no_skip_before_a_monitor_could_report(node):
+    task = start(node, 'grace')
+    node._decide(task)
+    assert node._current == PLAN[0]            # within status_grace_s: a monitor may still report
+    node._started -= 3.0                       # no status came in 3 s: no monitor, the decoder decides
+    node._decide(task)
+    assert node._current == PLAN[2]
+
+
+def test_no_skip_where_a_monitor_reports(node):
+    from pi07_msgs.msg import TaskStatus
+
+    task = start(node, 'monitored')
+    node._running = True                       # statuses count only while active
+    try:
+        node._on_status(TaskStatus(task_id='monitored', state=TaskStatus.STATE_RUNNING, subtasks_done=0,
+                                   subtasks_total=len(PLAN)))
+    finally:
+        node._running = False
+    node._started -= 3.0
+    node._decide(task)
+    assert node._current == PLAN[0]
+    assert np.isclose(node._status_msg.subtasks_done, 0)
