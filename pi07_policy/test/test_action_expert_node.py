@@ -15,22 +15,12 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory):
-    import rclpy
-    from rclpy.parameter import Parameter
-    from stack_checkpoints import make_checkpoints
+    from inprocess_node import configured_node
 
-    from pi07_bringup.graph import build_graph
-    from pi07_bringup.profile import load_profile
     from pi07_policy.nodes.action_expert import ActionExpertNode
 
-    profile = load_profile('sim_arm7')
-    checkpoints = make_checkpoints(profile, tmp_path_factory.mktemp('checkpoints'))
-    spec = next(s for s in build_graph(profile, nodes=['action_expert'], checkpoints=checkpoints)
-                if s.name == 'action_expert')
-    if not rclpy.ok():
-        rclpy.init(args=[])
-    expert = ActionExpertNode(parameter_overrides=[Parameter(k, value=v) for k, v in spec.parameters.items()])
-    assert expert.trigger_configure() is not None and expert._policy is not None
+    expert = configured_node(ActionExpertNode, 'action_expert', tmp_path_factory.mktemp('checkpoints'))
+    assert expert._policy is not None
     yield expert
     expert.trigger_cleanup()
     expert.destroy_node()

@@ -26,22 +26,11 @@ class LaterStep:
 
 @pytest.fixture(scope='module')
 def node(tmp_path_factory):
-    import rclpy
-    from rclpy.parameter import Parameter
-    from stack_checkpoints import make_checkpoints
+    from inprocess_node import configured_node
 
-    from pi07_bringup.graph import build_graph
-    from pi07_bringup.profile import load_profile
     from pi07_policy.nodes.high_level_policy import HighLevelPolicyNode
 
-    profile = load_profile('sim_arm7')
-    checkpoints = make_checkpoints(profile, tmp_path_factory.mktemp('checkpoints'))
-    spec = next(s for s in build_graph(profile, nodes=['high_level_policy'], checkpoints=checkpoints)
-                if s.name == 'high_level_policy')
-    if not rclpy.ok():
-        rclpy.init(args=[])
-    hl = HighLevelPolicyNode(parameter_overrides=[Parameter(k, value=v) for k, v in spec.parameters.items()])
-    hl.trigger_configure()
+    hl = configured_node(HighLevelPolicyNode, 'high_level_policy', tmp_path_factory.mktemp('checkpoints'))
     assert hl._policy is not None
     hl._policy = LaterStep()
     hl._images = lambda: {}
