@@ -171,6 +171,7 @@ class Episode:
     first_chunk_s: float = 0.0    # wall time from the reset to the first chunk computed in this episode
     chunks: int = 0
     latency_ms: list[float] = field(default_factory=list)
+    frozen_prefix_mean: float = float('nan')   # rows each chunk kept of the one before (RTC; 0 otherwise)
     jerk_rms: float = float('nan')
     path_length: float = float('nan')
     message: str = ''
@@ -674,6 +675,8 @@ class Evaluator:
         episode_chunks = [m for _, m in chunks if m.task_id == task_id]
         episode.chunks = len(episode_chunks)
         episode.latency_ms = [m.inference_latency * 1e3 for m in episode_chunks]
+        if episode_chunks:
+            episode.frozen_prefix_mean = float(np.mean([m.frozen_prefix for m in episode_chunks]))
         end_stamp = stamp_to_sec(status.header.stamp)
         moving = [(t, q) for t, q in path if reset_wall + episode.first_chunk_s <= t <= end_stamp]
         if moving:

@@ -57,6 +57,8 @@ def test_report_shape(evaluation):
     assert memory['task_id'] != sync['task_id'], 'each episode is a new reset'
     # The live parameters reached the action expert: 200 ms injected delay shows in the measured latency.
     assert sync['latency_p50_ms'] >= 200 > memory['latency_p50_ms'], (memory, sync)
+    # RTC chunks keep rows of the one before; sync chunks start from scratch
+    assert sync['frozen_prefix_mean'] == 0 < memory['frozen_prefix_mean'], (memory, sync)
     assert report['rows'][2]['action_expert']['mode'] == 'sync'
     assert report['comparisons']['delay']['sync']['200 ms'] == 0.0
     md = (out / 'eval' / 'eval.md').read_text()
