@@ -101,6 +101,8 @@ def test_dataset_repeats_a_family(dataset_dir):
     assert set(thrice.items) == set(once.items)
     with pytest.raises(ValueError, match='repeat'):
         VLADataset(dataset_dir, 'train', repeat={'ep_1': 0})
+    with pytest.raises(ValueError, match='no episode name contains'):
+        VLADataset(dataset_dir, 'train', repeat={'restore_layuot': 3})
 
 
 def test_subgoal_and_memory_frames(dataset_dir):

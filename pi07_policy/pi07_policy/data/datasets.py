@@ -193,6 +193,9 @@ class VLADataset(EpisodeDataset):
         if repeat:
             if any(int(k) < 1 for k in repeat.values()):
                 raise ValueError(f'repeat counts must be >= 1, got {repeat}')
+            unmatched = [pattern for pattern in repeat if not any(pattern in e['name'] for e in self.episodes)]
+            if unmatched:   # a misspelt family would silently change nothing
+                raise ValueError(f'repeat: no episode name contains {unmatched} (in split {split!r})')
             times = [next((int(k) for pattern, k in repeat.items() if pattern in e['name']), 1) for e in self.episodes]
             self.items = [item for item in self.items for _ in range(times[item[0]])]
         self.horizon = horizon
