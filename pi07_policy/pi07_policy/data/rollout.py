@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from pi07_common.memory_layout import memory_slots
 
+from ..control.gripper_confirm import GripperSwitchConfirm
 from ..control.gripper_dwell import GripperDwell
 from ..control.rtc_planner import PublishedChunk, plan_request
 
@@ -117,7 +118,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                 subgoal_fn: Callable | None = None, high_level=None, high_level_period_s: float = 1.0,
                 use_task: bool = True, max_time_s: float | None = None, gripper_dwell_s: float = 0.0,
                 inference_delay_steps: int = 0, chunking: str = 'sync', execution_horizon: int = 8,
-                on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
+                gripper_confirm_s: float = 0.0, on_frame: Callable[[dict], None] | None = None) -> dict[str, Any]:
     if chunking not in CHUNKING:
         raise ValueError(f"chunking: one of {CHUNKING}, got {chunking!r}")
     if inference_delay_steps < 0:
@@ -130,22 +131,66 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
     # the layout the model was trained with (a keyframe model expects the first frame in the oldest slot)
     keep_first = bool(getattr(getattr(policy, 'config', None), 'memory_keeps_first_frame', False))
     memory = MemoryFrames(keep_first=keep_first) if use_memory else None
-    # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions) is what the
-    # executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
-    # made when it arrives (back to back) but not before execute_steps have passed.
+    # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions, origin) is what
+    # the executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
+    # made when it arrives (back to back) but not before execute_steps have passed. `origin`: the step whose view of
+    # the world the chunk's row for step s was planned from, s - origin steps ahead (for a chunk computed while the
+    # robot held still, its first step: nothing moved meanwhile).
     dt = float(getattr(env, 'control_period', 0.1))
-    current: tuple[int, np.ndarray] | None = None
-    pending: tuple[int, int, np.ndarray] | None = None   # (arrival step, first step, actions)
+    current: tuple[int, np.ndarray, int] | None = None
+    pending: tuple[int, int, np.ndarray, int] | None = None   # (arrival step, first step, actions, origin)
     next_request = 0
     frozen: list[int] = []
     inference_ms: list[float] = []
     subtask, last_hl, history = None, -np.inf, []
     steps = 0
-    dwell = None
-    if gripper_dwell_s > 0:   # as the chunk executor does with gripper_min_dwell_s (the gripper is the last dim)
-        spec = env.action_spec
-        dwell = GripperDwell(len(spec.low) - 1, 0.5 * float(spec.low[-1] + spec.high[-1]), gripper_dwell_s)
+    dwell = confirm = None
+    spec = env.action_spec
+    gripper_threshold = 0.5 * float(spec.low[-1] + spec.high[-1])   # the gripper is the last dimension
+    if gripper_dwell_s > 0:   # as the chunk executor does with gripper_min_dwell_s
+        dwell = GripperDwell(len(spec.low) - 1, gripper_threshold, gripper_dwell_s)
+    if gripper_confirm_s > 0:
+        confirm = GripperSwitchConfirm(len(spec.low) - 1, gripper_threshold, gripper_confirm_s)
+    commanded_closed: bool | None = None
+    confirmations, confirming = 0, False   # confirming: synchronous until the gripper switch is obeyed
     t0 = time.perf_counter()
+
+    def request_chunk(obs, subtask) -> None:
+        """Ask for a chunk from `obs`; with pause chunking, or while a gripper switch is being confirmed, the robot
+        holds still until it arrives, plays its first execute_steps rows from row 0, then holds for the next."""
+        nonlocal current, pending, next_request
+        request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
+                   'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
+        if memory is not None:
+            request['memory_images'] = memory.get()
+        if subgoal_fn is not None:
+            request['subgoal_images'] = subgoal_fn(obs, subtask, request['task'], meta)
+        start = steps
+        synchronous = chunking == 'pause' or confirming
+        if chunking == 'rtc' and current is not None and not synchronous:   # the action expert's plan, in steps
+            plan = plan_request(PublishedChunk(current[0] * dt, dt, current[1]), steps * dt, dt,
+                                inference_delay_steps * dt, execution_horizon)
+            if plan.prev_actions is not None:
+                request.update(prev_actions=plan.prev_actions, delay_steps=plan.delay_steps,
+                               execution_horizon=plan.execution_horizon, mode='rtc')
+                start = int(round(plan.start_time / dt))
+        out = policy.infer(request)
+        inference_ms.append(out['inference_ms'])
+        frozen.append(int(out.get('frozen_steps', 0)))
+        actions = np.asarray(out['actions'])
+        arrival = steps + inference_delay_steps
+        if synchronous:   # held still until it arrives, then its first rows from row 0, then held
+            rows = max(1, execute_steps)
+            if confirming:   # a switch the gate accepts is played, not cut off
+                rows = confirm.rows_to_play(actions, commanded_closed, dt, rows)
+            pending = (arrival, arrival, actions[:rows], arrival)
+            next_request = arrival + len(pending[2])
+        else:
+            pending = (arrival, start, actions, steps)
+            next_request = steps + max(min(execute_steps, len(actions)), inference_delay_steps, 1)
+        if inference_delay_steps == 0:   # synchronous: the world waited for it
+            current, pending = pending[1:], None
+
     while not env.done() and (max_time_s is None or env.time < max_time_s):
         if memory is not None:
             memory.add(obs['images'], obs['time'])
@@ -163,40 +208,27 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                 history.append(subtask)
             subtask = new
         if pending is not None and steps >= pending[0]:   # the chunk on its way arrives
-            current, pending = (pending[1], pending[2]), None
+            current, pending = pending[1:], None
         if pending is None and steps >= next_request:
-            request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
-                       'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
-            if memory is not None:
-                request['memory_images'] = memory.get()
-            if subgoal_fn is not None:
-                request['subgoal_images'] = subgoal_fn(obs, subtask, request['task'], meta)
-            start = steps
-            if chunking == 'rtc' and current is not None:   # the action expert's own bookkeeping, in steps * dt
-                plan = plan_request(PublishedChunk(current[0] * dt, dt, current[1]), steps * dt, dt,
-                                    inference_delay_steps * dt, execution_horizon)
-                if plan.prev_actions is not None:
-                    request.update(prev_actions=plan.prev_actions, delay_steps=plan.delay_steps,
-                                   execution_horizon=plan.execution_horizon, mode='rtc')
-                    start = int(round(plan.start_time / dt))
-            out = policy.infer(request)
-            inference_ms.append(out['inference_ms'])
-            frozen.append(int(out.get('frozen_steps', 0)))
-            pending = (steps + inference_delay_steps, start, np.asarray(out['actions']))
-            next_request = steps + max(min(execute_steps, len(pending[2])), inference_delay_steps, 1)
-            if chunking == 'pause':   # held still until it arrives, then its first rows from row 0, then held
-                arrival = steps + inference_delay_steps
-                pending = (arrival, arrival, pending[2][:max(1, execute_steps)])
-                next_request = arrival + len(pending[2])
-            if inference_delay_steps == 0:   # synchronous: the world waited for it
-                current, pending = (pending[1], pending[2]), None
-        if current is None:   # the first chunk is still on its way: the robot holds its target
+            request_chunk(obs, subtask)
+        action = None
+        if current is not None:   # the row for this step (the last one held once the chunk is over), as the executor
+            action = current[1][min(steps - current[0], len(current[1]) - 1)]
+            if confirm is not None and confirm.needs_confirmation(action, commanded_closed,
+                                                                  (steps - current[2]) * dt):
+                # planned too far ahead of its observation: hold, and go synchronous until a fresh chunk switches
+                confirmations, confirming, current = confirmations + 1, True, None
+                request_chunk(obs, subtask)
+                action = None if current is None else current[1][0]
+        if action is None:   # no chunk yet, or one on its way while the robot holds: it holds its target
             hold = getattr(env, 'current_target', None)
             action = np.asarray(hold() if hold is not None else obs['state'], np.float32)
-        else:   # the row for this step (the last one held once the chunk is over), as the executor does
-            action = current[1][min(steps - current[0], len(current[1]) - 1)]
         if dwell is not None:
             action, _ = dwell.apply(action, float(env.time))
+        closed = float(action[-1]) > gripper_threshold
+        if commanded_closed is not None and closed != commanded_closed:
+            confirming = False   # the switch is obeyed: asynchronous again from the next request
+        commanded_closed = closed
         if on_frame is not None:
             on_frame({'obs': obs, 'action': action, 'subtask': subtask})
         obs = env.step(action)
@@ -211,6 +243,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             'final_state': [round(float(v), 6) for v in np.asarray(obs['state']).ravel()],
             'inference_ms_median': float(np.median(inference_ms)) if inference_ms else 0.0,
             'rtc_frozen_mean': float(np.mean(frozen)) if frozen else 0.0,
+            **({'gripper_confirmations': confirmations} if confirm is not None else {}),
             **({'origin_error_m': origin_error} if origin_error else {}),
             'wall_s': round(time.perf_counter() - t0, 1)}
 
@@ -275,7 +308,8 @@ def _episodes_from_args(args, seeds: list[int], progress: bool = True) -> list[d
                                high_level=hl, progress=False, max_time_s=args.max_time_s, subgoal_fn=subgoals,
                                gripper_dwell_s=args.gripper_dwell_s,
                                inference_delay_steps=args.inference_delay_steps, chunking=args.chunking,
-                               execution_horizon=args.execution_horizon)
+                               execution_horizon=args.execution_horizon,
+                               gripper_confirm_s=args.gripper_confirm_s)
             if progress:
                 ok = sum(r['success'] for r in results)
                 print(f'rollout {len(results)}/{len(seeds)}: seed {seed} '
@@ -351,6 +385,10 @@ def build_parser(description: str = 'closed-loop rollouts of a VLA checkpoint in
     parser.add_argument('--gripper-dwell-s', type=float, default=0.0,
                         help='after the gripper switches, obey the opposite command only this much later (the '
                              'executor\'s gripper_min_dwell_s; 0 = off)')
+    parser.add_argument('--gripper-confirm-s', type=float, default=0.0,
+                        help='obey a gripper switch only from a row planned at most this long after its observation; '
+                             'a switch planned further ahead holds the robot for a chunk from the present (the '
+                             'action expert\'s gripper_confirm_lead_s; 0 = off)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='split the seeds over this many processes (one torch thread each; same results)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
@@ -362,6 +400,8 @@ def check_args(parser, args) -> None:
         parser.error(f'--jobs must be >= 1, got {args.jobs}')
     if args.inference_delay_steps < 0:
         parser.error(f'--inference-delay-steps must be >= 0, got {args.inference_delay_steps}')
+    if not args.gripper_confirm_s >= 0:
+        parser.error(f'--gripper-confirm-s must be >= 0, got {args.gripper_confirm_s}')
     if not args.gripper_dwell_s >= 0:
         parser.error(f'--gripper-dwell-s must be >= 0, got {args.gripper_dwell_s}')
 
