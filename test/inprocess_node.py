@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def configured_node(node_cls, name: str, checkpoint_dir: Path, profile_name: str = 'sim_arm7'):
-    """`node_cls` with the parameters `build_graph` gives node `name` for the profile, configured."""
+def configured_node(node_cls, name: str, checkpoint_dir: Path, profile_name: str = 'sim_arm7',
+                    overrides: dict | None = None):
+    """`node_cls` with the parameters `build_graph` gives node `name` for the profile (then `overrides`),
+    configured."""
     import rclpy
     from rclpy.parameter import Parameter
     from stack_checkpoints import make_checkpoints
@@ -16,7 +18,8 @@ def configured_node(node_cls, name: str, checkpoint_dir: Path, profile_name: str
 
     profile = load_profile(profile_name)
     checkpoints = make_checkpoints(profile, checkpoint_dir)
-    spec = next(s for s in build_graph(profile, nodes=[name], checkpoints=checkpoints) if s.name == name)
+    spec = next(s for s in build_graph(profile, nodes=[name], checkpoints=checkpoints,
+                                       parameter_overrides={name: dict(overrides or {})}) if s.name == name)
     if not rclpy.ok():
         rclpy.init(args=[])
     node = node_cls(parameter_overrides=[Parameter(k, value=v) for k, v in spec.parameters.items()])

@@ -3,7 +3,9 @@
 - it restarts its flow noise from (seed, task id) on each new task: a task's chunks then do not depend on how many
   chunks the node computed for the tasks before it;
 - a task's first subtask that arrives before the Task itself (two writers: nothing orders them) is kept, and a
-  subtask of another task is not acted on.
+  subtask of another task is not acted on;
+- with gripper_confirm_lead_s, a chunk whose gripper switch is planned too far ahead is cut short of it, and the
+  next chunk is computed with the robot still, played from its first row, before it goes asynchronous again.
 
 The node is configured from the sim arm's profile with a small random checkpoint; the tests call its callbacks
 and its inference step directly (DDS delivery is not what is checked here: test/test_stack_on_sim.py runs it)."""
@@ -89,3 +91,68 @@ def test_subtask_before_its_task_is_kept_and_another_tasks_is_not_used(node):
     assert observed_subtask() is None
     node._on_subtask(Subtask(text='pick up the green block'))
     assert observed_subtask() == 'pick up the green block'
+
+
+def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot_standing_still(tmp_path):
+    from inprocess_node import configured_node
+
+    from pi07_policy.nodes.action_expert import ActionExpertNode
+
+    node = configured_node(ActionExpertNode, 'action_expert', tmp_path,
+                           overrides={'mode': 'rtc', 'gripper_name': 'gripper', 'gripper_confirm_lead_s': 0.3,
+                                      'rtc_delay_margin_s': 0.0})
+    try:
+        horizon, dim = node._policy.config.action_horizon, len([n for n in node.get_parameter('action_names').value
+                                                                if n])
+        clock, published, requests = [100.0], [], []
+        closes_at = [6, 1, 0]   # the row each chunk closes the gripper from
+
+        def infer(obs):
+            requests.append(obs)
+            actions = np.tile(np.arange(horizon, dtype=np.float32)[:, None], (1, dim))
+            actions[:, -1] = np.arange(horizon) >= closes_at[len(requests) - 1]
+            return {'actions': actions, 'mode': obs['mode']}
+
+        node._policy.infer = infer
+        node._now = lambda: clock[0]
+        node._latency.estimate = lambda: 0.0
+        node._running = True   # as if active; chunks go to the recorder below
+        node._chunk_pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()
+        obs = {'images': {}, 'state': np.zeros(dim, np.float32), 'task': 'put the red block in the bowl',
+               'subtask': 'pick up the red block'}
+
+        node._infer_and_publish(dict(obs))   # closes 0.6 s after its observation: cut at row 6, standing at row 5
+        first = np.asarray(published[0].actions).reshape(-1, dim)
+        assert len(first) == horizon
+        np.testing.assert_array_equal(first[6:], np.tile(first[5], (horizon - 6, 1)))
+        assert (first[:, -1] == 0).all() and node._confirming
+        assert node._waiting()   # the next observation waits until the robot stands there
+        clock[0] = 100.6
+        assert not node._waiting()
+
+        node._infer_and_publish(dict(obs))   # from the robot standing still: no prefix, its rows within 0.3 s
+        second = np.asarray(published[1].actions).reshape(-1, dim)
+        assert 'prev_actions' not in requests[1]
+        assert len(second) == 4 and list(second[:, -1]) == [0, 1, 1, 1]
+        assert abs(published[1].header.stamp.sec + published[1].header.stamp.nanosec * 1e-9 - 100.6) < 1e-6
+        assert not node._confirming and not node._waiting()   # this chunk closes: asynchronous again
+
+        node._infer_and_publish(dict(obs))
+        assert requests[2]['mode'] == 'rtc' and len(published) == 3
+    finally:
+        node._running = False
+        node.trigger_cleanup()
+        node.destroy_node()
+
+
+def test_a_gripper_gate_without_a_gripper_name_is_a_configuration_error(tmp_path):
+    from inprocess_node import configured_node
+    from lifecycle_msgs.msg import State
+
+    from pi07_policy.nodes.action_expert import ActionExpertNode
+
+    node = configured_node(ActionExpertNode, 'action_expert', tmp_path, overrides={'gripper_confirm_lead_s': 0.3})
+    try:
+        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        node.destroy_node()

@@ -11,24 +11,31 @@ from pi07_policy.data.rollout import run_episode
 H = 10
 
 
-def test_a_switch_needs_confirmation_only_when_planned_further_ahead_than_the_lead():
+def test_a_chunk_is_cut_short_of_a_switch_planned_further_ahead_than_the_lead():
     gate = GripperSwitchConfirm(index=1, threshold=0.5, max_lead_s=0.3)
-    closing = np.array([0.0, 1.0])
-    assert gate.needs_confirmation(closing, commanded_closed=False, lead_s=0.4)
-    assert not gate.needs_confirmation(closing, commanded_closed=False, lead_s=0.3)   # fresh enough
-    assert not gate.needs_confirmation(closing, commanded_closed=True, lead_s=0.9)    # no switch
-    assert not gate.needs_confirmation(closing, commanded_closed=None, lead_s=0.9)    # nothing commanded yet
+    chunk = np.array([[i, 0.0 if i < 5 else 1.0] for i in range(8)], np.float32)   # closes at row 5
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=2, row0_lead_s=0.0, dt=0.1)
+    assert row == 5
+    np.testing.assert_array_equal(held[:5], chunk[:5])
+    np.testing.assert_array_equal(held[5:], np.tile([4.0, 0.0], (3, 1)))   # stands at row 4, gripper open
+    assert held.dtype == chunk.dtype
+    # near enough (row 5 planned 0.3 s after the observation: an RTC chunk starting 0.2 s before it)
+    assert gate.hold_before_switch(chunk, 0.0, 2, -0.2, 0.1)[1] is None
+    held, row = gate.hold_before_switch(chunk, 1.0, 4, 0.0, 0.1)   # closed now: row 4 would open it, 0.4 s ahead
+    assert row == 4 and (held[4:, 1] == 1.0).all()
+    assert gate.hold_before_switch(chunk, None, 2, 0.0, 0.1)[1] is None   # nothing commanded yet
+    # the first played row already switches (a chunk sampled from scratch): it holds the commanded gripper there
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=6, row0_lead_s=0.0, dt=0.1)
+    assert row == 6 and held[6, 1] == 0.0 and held[6, 0] == 5.0
     with pytest.raises(ValueError, match='max_lead_s'):
         GripperSwitchConfirm(1, 0.5, float('nan'))
 
 
-def test_a_fresh_chunk_plays_up_to_a_switch_the_gate_accepts():
+def test_a_chunk_from_a_still_robot_plays_the_rows_within_the_lead():
     gate = GripperSwitchConfirm(index=1, threshold=0.5, max_lead_s=0.3)
-    actions = np.array([[0, 0], [0, 0], [0, 0], [0, 1], [0, 1]], float)
-    assert gate.rows_to_play(actions, False, 0.1, rows=2) == 4   # the switch at row 3 (0.3 s) is reached
-    assert gate.rows_to_play(actions[:, ::-1] * 0, False, 0.1, rows=2) == 2   # no switch
-    late = np.array([[0, 0]] * 5 + [[0, 1]] * 5, float)
-    assert gate.rows_to_play(late, False, 0.1, rows=2) == 2   # a switch 0.5 s ahead: not from this chunk
+    assert gate.trusted_rows(0.1) == 4 and GripperSwitchConfirm(1, 0.5, 0.25).trusted_rows(0.1) == 3
+    actions = np.array([[0, 0], [0, 0], [0, 1]], float)
+    assert gate.switches(actions, 0.0) and not gate.switches(actions[:2], 0.0) and gate.switches(actions[:2], 1.0)
 
 
 class GripperEnv:
@@ -88,7 +95,7 @@ class SwitchingPolicy:
 
 
 def run(confirm_s, chunking='sync'):
-    env, policy = GripperEnv(), SwitchingPolicy([5, 5, 1, 0, 0])
+    env, policy = GripperEnv(), SwitchingPolicy([5, 1, 0, 0, 0])
     result = run_episode(policy, env, 0, subtask_source='none', execute_steps=2, inference_delay_steps=3,
                          chunking=chunking, gripper_confirm_s=confirm_s)
     return env.executed, policy.requests, result
@@ -101,15 +108,15 @@ def test_without_the_gate_the_robot_closes_on_a_plan_half_a_second_old():
 
 
 @pytest.mark.parametrize('chunking', ['sync', 'rtc'])
-def test_with_the_gate_the_robot_holds_and_closes_from_a_fresh_chunk(chunking):
+def test_with_the_gate_the_robot_stops_short_and_closes_from_a_fresh_chunk(chunking):
     executed, requests, result = run(0.25, chunking)
     axis, gripper = [a for a, _ in executed], [g for _, g in executed]
-    # steps 3-4: chunk 0's rows 3-4; step 5: its row 5 would close 0.5 s after its observation, so the robot holds
-    # (chunk 1, on its way, is dropped) and chunk 2 is asked for at step 5: it arrives at step 8 and plays from
-    # row 0 up to its switch (row 1); the next chunk is asked for when those rows are played
-    assert axis[3:10] == [3, 4, 4, 4, 4, 2000, 2001]
-    assert gripper[:9] == [0] * 9 and gripper[9] == 1
-    assert 'prev_actions' not in requests[2] and requests[2]['mode'] == 'sync'   # from the present, no prefix
-    assert result['gripper_confirmations'] == 1
-    assert axis[10:] == [2001, 2001, 2001, 3003]   # chunk 3 (asked at 10) arrives at 13, at its row 3
-    assert len(requests) == 5   # and the next is asked for at once: asynchronous again
+    # chunk 0 (observed at step 0) would close at its row 5, 0.5 s ahead: it is cut there, the robot standing at
+    # its row 4 from step 4; chunk 1 is asked for at step 5 with the robot still, arrives at step 8 and plays its
+    # rows within 0.25 s (rows 0-2), closing at row 1; asynchronous again at once: chunk 2, asked for at step 8,
+    # takes over at step 11 at its row 3 (the gripper stays closed: nothing to confirm)
+    assert axis == [-7, -7, -7, 3, 4, 4, 4, 4, 1000, 1001, 1002, 2003, 2004, 2005]
+    assert gripper == [0] * 9 + [1] * 5
+    assert 'prev_actions' not in requests[1] and requests[1]['mode'] == 'sync'   # from the present, no prefix
+    assert requests[2]['mode'] == chunking   # joined to chunk 1 under RTC
+    assert len(requests) == 4 and result['gripper_confirmations'] == 1

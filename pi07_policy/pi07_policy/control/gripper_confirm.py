@@ -10,6 +10,7 @@ That is synchronous execution at the contact events only, and asynchronous (RTC)
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,21 +29,34 @@ class GripperSwitchConfirm:
     def is_closed(self, action: np.ndarray) -> bool:
         return float(action[self.index]) > self.threshold
 
-    def needs_confirmation(self, action: np.ndarray, commanded_closed: bool | None, lead_s: float) -> bool:
-        """Whether `action` switches the gripper away from `commanded_closed` (None: nothing commanded yet) from a
-        row planned `lead_s` after its observation, further ahead than `max_lead_s`."""
-        if commanded_closed is None:
-            return False
-        return self.is_closed(action) != commanded_closed and lead_s > self.max_lead_s + 1e-9
+    def hold_before_switch(self, actions: np.ndarray, commanded_gripper: float | None, first_row: int,
+                           row0_lead_s: float, dt: float) -> tuple[np.ndarray, int | None]:
+        """A chunk about to be published, cut short of a switch planned too far ahead. Its rows play from
+        `first_row` on (the rows before ran during the inference), row r planned row0_lead_s + r dt after the
+        observation; `commanded_gripper` is the gripper value the robot is commanded now (None: nothing yet).
+        Returns the chunk and None if its first played switch is near enough (or there is none); else a copy
+        holding, from that row on, the row before it with the gripper at `commanded_gripper`, and that row's index:
+        the robot stops there until a chunk from the present decides the switch."""
+        if commanded_gripper is None:
+            return actions, None
+        commanded_closed = float(commanded_gripper) > self.threshold
+        first_row = max(0, min(first_row, len(actions) - 1))
+        for j in range(first_row, len(actions)):
+            if self.is_closed(actions[j]) != commanded_closed:
+                if row0_lead_s + j * dt <= self.max_lead_s + 1e-9:
+                    return actions, None
+                held = np.array(actions, copy=True)
+                held[j:] = held[max(j - 1, 0)]
+                held[j:, self.index] = commanded_gripper
+                return held, j
+        return actions, None
 
-    def rows_to_play(self, actions: np.ndarray, commanded_closed: bool | None, dt: float, rows: int) -> int:
-        """How many rows of a chunk computed while the robot held still to play: `rows`, or up to and including
-        its first gripper switch if that is within `max_lead_s` (else a switch the gate accepts might never be
-        reached, each fresh chunk stopping short of it)."""
-        rows = max(1, min(rows, len(actions)))
-        if commanded_closed is None:
-            return rows
-        for j, action in enumerate(actions):
-            if self.is_closed(action) != commanded_closed:
-                return max(rows, j + 1) if j * dt <= self.max_lead_s + 1e-9 else rows
-        return rows
+    def trusted_rows(self, dt: float) -> int:
+        """Rows of a chunk computed with the robot still that are planned within `max_lead_s` of its observation:
+        what such a chunk plays before the robot stops and looks again (a switch among them is obeyed)."""
+        return int(math.floor(self.max_lead_s / dt + 1e-9)) + 1
+
+    def switches(self, actions: np.ndarray, commanded_gripper: float) -> bool:
+        """Whether any row of `actions` puts the gripper on the other side from `commanded_gripper`."""
+        closed = float(commanded_gripper) > self.threshold
+        return any(self.is_closed(a) != closed for a in actions)

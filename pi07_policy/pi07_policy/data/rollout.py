@@ -151,14 +151,15 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
         dwell = GripperDwell(len(spec.low) - 1, gripper_threshold, gripper_dwell_s)
     if gripper_confirm_s > 0:
         confirm = GripperSwitchConfirm(len(spec.low) - 1, gripper_threshold, gripper_confirm_s)
-    commanded_closed: bool | None = None
+    initial_target = getattr(env, 'current_target', None)   # the gripper value last commanded
+    commanded_gripper: float | None = float(initial_target()[-1]) if initial_target is not None else None
     confirmations, confirming = 0, False   # confirming: synchronous until the gripper switch is obeyed
     t0 = time.perf_counter()
 
     def request_chunk(obs, subtask) -> None:
         """Ask for a chunk from `obs`; with pause chunking, or while a gripper switch is being confirmed, the robot
         holds still until it arrives, plays its first execute_steps rows from row 0, then holds for the next."""
-        nonlocal current, pending, next_request
+        nonlocal current, pending, next_request, confirmations, confirming
         request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
                    'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
         if memory is not None:
@@ -180,14 +181,24 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
         actions = np.asarray(out['actions'])
         arrival = steps + inference_delay_steps
         if synchronous:   # held still until it arrives, then its first rows from row 0, then held
-            rows = max(1, execute_steps)
-            if confirming:   # a switch the gate accepts is played, not cut off
-                rows = confirm.rows_to_play(actions, commanded_closed, dt, rows)
+            rows = confirm.trusted_rows(dt) if confirming else max(1, execute_steps)
             pending = (arrival, arrival, actions[:rows], arrival)
             next_request = arrival + len(pending[2])
+            if confirming and confirm.switches(pending[2], commanded_gripper):   # as the action expert: this
+                confirming, next_request = False, arrival   # chunk makes the switch, asynchronous again at once
         else:
+            held_at = None
+            if confirm is not None:   # as the action expert publishes it: cut short of a switch planned too far ahead
+                # the gripper as the robot will command it when this chunk takes over (the one playing, at arrival)
+                gripper = commanded_gripper if current is None else \
+                    float(current[1][min(arrival - current[0], len(current[1]) - 1)][-1])
+                actions, held_at = confirm.hold_before_switch(actions, gripper, arrival - start,
+                                                              (start - steps) * dt, dt)
             pending = (arrival, start, actions, steps)
             next_request = steps + max(min(execute_steps, len(actions)), inference_delay_steps, 1)
+            if held_at is not None:   # look again, synchronously, once the robot stands at the held row
+                confirmations, confirming = confirmations + 1, True
+                next_request = max(arrival, start + held_at)
         if inference_delay_steps == 0:   # synchronous: the world waited for it
             current, pending = pending[1:], None
 
@@ -211,24 +222,14 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
             current, pending = pending[1:], None
         if pending is None and steps >= next_request:
             request_chunk(obs, subtask)
-        action = None
-        if current is not None:   # the row for this step (the last one held once the chunk is over), as the executor
-            action = current[1][min(steps - current[0], len(current[1]) - 1)]
-            if confirm is not None and confirm.needs_confirmation(action, commanded_closed,
-                                                                  (steps - current[2]) * dt):
-                # planned too far ahead of its observation: hold, and go synchronous until a fresh chunk switches
-                confirmations, confirming, current = confirmations + 1, True, None
-                request_chunk(obs, subtask)
-                action = None if current is None else current[1][0]
-        if action is None:   # no chunk yet, or one on its way while the robot holds: it holds its target
+        if current is None:   # the first chunk is still on its way: the robot holds its target
             hold = getattr(env, 'current_target', None)
             action = np.asarray(hold() if hold is not None else obs['state'], np.float32)
+        else:   # the row for this step (the last one held once the chunk is over), as the executor does
+            action = current[1][min(steps - current[0], len(current[1]) - 1)]
         if dwell is not None:
             action, _ = dwell.apply(action, float(env.time))
-        closed = float(action[-1]) > gripper_threshold
-        if commanded_closed is not None and closed != commanded_closed:
-            confirming = False   # the switch is obeyed: asynchronous again from the next request
-        commanded_closed = closed
+        commanded_gripper = float(action[-1])
         if on_frame is not None:
             on_frame({'obs': obs, 'action': action, 'subtask': subtask})
         obs = env.step(action)

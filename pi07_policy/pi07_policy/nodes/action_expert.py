@@ -10,6 +10,7 @@ docs/interfaces.md#action_expert.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import zlib
@@ -34,6 +35,7 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
 
 from pi07_msgs.msg import ActionChunk, SubgoalImages, Subtask, Task, VisualMemory
+from pi07_policy.control.gripper_confirm import GripperSwitchConfirm
 from pi07_policy.control.rtc_planner import LatencyEstimator, PublishedChunk, plan_request
 
 try:  # a full ROS 2 install: synchronise cameras and joint states with message_filters
@@ -70,6 +72,13 @@ class ActionExpertNode(WorkerNode):
                 'with training-time RTC continues the frozen rows) or auto (frozen where the model was so trained).')
         declare(self, 'execution_horizon', 8, 'RTC guidance: rows of the previous chunk the new one is joined to '
                 '(s); pause: rows played of each chunk.')
+        declare(self, 'gripper_name', '', 'The binary gripper\'s action dimension (one of action_names; "" = none): '
+                'what gripper_confirm_lead_s watches.')
+        declare(self, 'gripper_threshold', 0.5, 'Gripper values above this are closed (the middle of its range).')
+        declare(self, 'gripper_confirm_lead_s', 0.0, 'Obey a gripper switch only from a row planned at most this '
+                'long after its observation; a chunk whose switch lies further ahead is cut short there, and the '
+                'next chunk is computed with the robot standing still and played from its first row (synchronous '
+                'at grasps and releases, `mode` elsewhere). 0 = off.')
         declare(self, 'rtc_delay_margin_s', 0.05, 'RTC: added to the expected delay (transport, latency spikes).')
         declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
         declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
@@ -132,6 +141,15 @@ class ActionExpertNode(WorkerNode):
             self.create_subscription(SubgoalImages, 'subgoal_images', self._on_subgoals, STREAM),
             self.create_subscription(VisualMemory, 'memory/visual', self._on_memory, STREAM),
         ]
+        try:
+            self._gate = self._gripper_gate()
+        except ValueError as exc:
+            self.get_logger().error(str(exc))
+            self._policy = None
+            return TransitionCallbackReturn.FAILURE
+        self._confirming = False   # a gripper switch is waiting for a chunk computed with the robot still
+        self._confirmations = 0
+        self._resume_at = -math.inf   # synchronous chunks: the next observation waits until the robot stands
         self._latency = LatencyEstimator(skip=1, window=5, initial_s=self._warmup_s)
         self._sequence = 0
         self._last_chunk = None
@@ -173,8 +191,20 @@ class ActionExpertNode(WorkerNode):
         self.get_logger().info(f'loaded {path}: H={self._policy.config.action_horizon}, D={robot.action_dim}, '
                                f'cameras {cameras}; first inference {self._warmup_s * 1e3:.0f} ms')
 
+    def _gripper_gate(self) -> GripperSwitchConfirm | None:
+        lead, name = param(self, 'gripper_confirm_lead_s'), param(self, 'gripper_name')
+        if not (math.isfinite(lead) and lead >= 0):
+            raise ValueError(f'gripper_confirm_lead_s must be a number >= 0, got {lead}')
+        if lead == 0:
+            return None
+        actions = [n for n in param(self, 'action_names') if n]
+        if name not in actions:
+            raise ValueError(f'gripper_confirm_lead_s needs gripper_name, one of action_names {actions}; got {name!r}')
+        return GripperSwitchConfirm(actions.index(name), float(param(self, 'gripper_threshold')), float(lead))
+
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         self._last_chunk = None  # never join a chunk from before the pause
+        self._confirming, self._resume_at = False, -math.inf
         return super().on_activate(state)
 
     def release(self) -> None:
@@ -215,6 +245,7 @@ class ActionExpertNode(WorkerNode):
                     self._subtask = None
                 self._subgoals = None
                 self._last_chunk = None
+                self._confirming = False
                 # the flow noise restarts from the task (applied by the worker, before its next chunk): a task's
                 # draws then depend less on what the node computed before it
                 self._reseed_to = zlib.crc32(msg.task_id.encode())
@@ -289,7 +320,7 @@ class ActionExpertNode(WorkerNode):
         last_start = 0.0
         while self.running:
             period = param(self, 'min_chunk_period_s')
-            if time.monotonic() - last_start < period or (param(self, 'mode') == 'pause' and self._playing()):
+            if time.monotonic() - last_start < period or self._waiting():
                 time.sleep(0.01)
                 continue
             try:
@@ -301,17 +332,31 @@ class ActionExpertNode(WorkerNode):
             last_start = time.monotonic()
             self._infer_and_publish(obs)
 
-    def _playing(self) -> bool:
-        """Pause mode: the rows of the last chunk are still being played (the next observation waits for them)."""
+    def _waiting(self) -> bool:
+        """Synchronous chunks (pause mode, or a gripper switch to confirm): the robot has not yet played the rows
+        it stops after, so the next observation waits."""
+        return (param(self, 'mode') == 'pause' or self._confirming) and self._now() < self._resume_at
+
+    def _commanded_gripper(self, t: float, state: np.ndarray) -> float | None:
+        """The gripper value the robot is commanded at t: the last chunk's row then, else the measured one."""
+        index = self._gate.index
         last = self._last_chunk
-        return last is not None and self._now() < last.start_time + len(last.actions) * last.dt
+        if last is not None:
+            row = min(max(0, round((t - last.start_time) / last.dt)), len(last.actions) - 1)
+            return float(last.actions[row, index])
+        joints = [n for n in param(self, 'joint_names') if n]
+        name = param(self, 'gripper_name')
+        return float(state[joints.index(name)]) if name in joints else None
 
     def _infer_and_publish(self, obs: dict) -> None:
         t_obs = self._now()
         wall0 = time.monotonic()
         mode = param(self, 'mode')
+        confirming = self._confirming
+        synchronous = mode == 'pause' or confirming
+        commanded = self._commanded_gripper(t_obs, obs['state']) if self._gate is not None else None
         injected = float(param(self, 'injected_delay_s'))
-        request = plan_request(self._last_chunk if mode == 'rtc' else None, t_obs, self._dt,
+        request = plan_request(self._last_chunk if mode == 'rtc' and not synchronous else None, t_obs, self._dt,
                                self._latency.estimate() + injected + float(param(self, 'rtc_delay_margin_s')),
                                int(param(self, 'execution_horizon')))
         if request.prev_actions is not None:
@@ -343,9 +388,22 @@ class ActionExpertNode(WorkerNode):
         if not self.running:
             return
         start_time = request.start_time
-        if mode == 'pause':   # the robot held still meanwhile: the chunk's first rows play from now, then it holds
+        held_at = None
+        if synchronous:   # the robot held still meanwhile: the chunk's first rows play from now, then it holds
             start_time = self._now()
-            actions = actions[:max(1, min(int(param(self, 'execution_horizon')), len(actions)))]
+            rows = self._gate.trusted_rows(self._dt) if confirming else int(param(self, 'execution_horizon'))
+            actions = actions[:max(1, min(rows, len(actions)))]
+            self._resume_at = start_time + len(actions) * self._dt
+        elif self._gate is not None:   # cut short of a gripper switch planned too far ahead of the observation
+            first_row = max(0, math.floor((self._now() - start_time) / self._dt))
+            # the gripper as the robot commands it when this chunk takes over (the last chunk's, now)
+            commanded = self._commanded_gripper(self._now(), obs['state'])
+            actions, held_at = self._gate.hold_before_switch(actions, commanded, first_row, start_time - t_obs,
+                                                             self._dt)
+            if held_at is not None:
+                self._resume_at = start_time + held_at * self._dt
+                self.get_logger().info(f'gripper switch planned {start_time + held_at * self._dt - t_obs:.2f} s '
+                                       f'ahead of its observation: stopping at row {held_at - 1} to look again')
         msg = ActionChunk(sequence=self._sequence, names=[n for n in param(self, 'action_names') if n],
                           control_mode=param(self, 'control_mode'), horizon=actions.shape[0],
                           action_dim=actions.shape[1], dt=self._dt, frozen_prefix=int(out.get('frozen_steps', 0)),
@@ -361,6 +419,10 @@ class ActionExpertNode(WorkerNode):
         self._chunk_pub.publish(msg)
         self._sequence += 1
         self._last_chunk = PublishedChunk(start_time, self._dt, actions.astype(np.float64))
+        if held_at is not None:
+            self._confirming, self._confirmations = True, self._confirmations + 1
+        elif confirming and (commanded is None or self._gate.switches(actions, commanded)):
+            self._confirming = False   # this chunk makes the switch: asynchronous again
         self._last_frozen = msg.frozen_prefix
         self._chunk_times = [t for t in self._chunk_times if t > time.monotonic() - 10.0] + [time.monotonic()]
         self._last_error = ''
@@ -372,6 +434,8 @@ class ActionExpertNode(WorkerNode):
                   'mode': param(self, 'mode'), 'rtc_method': self._policy.rtc_method if self._policy else '',
                   'rtc_delay_steps': self._last_frozen,
                   'latency_estimate_ms': f'{(self._latency.estimate() + param(self, "injected_delay_s")) * 1e3:.0f}'}
+        if self._gate is not None:
+            values['gripper_confirmations'] = self._confirmations
         if self._inference_ms:
             values['latency_p50_ms'] = f'{np.percentile(self._inference_ms, 50):.0f}'
             values['latency_max_ms'] = f'{max(self._inference_ms):.0f}'
