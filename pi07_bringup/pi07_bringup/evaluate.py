@@ -36,14 +36,18 @@ MEMORY_FAMILY = 'restore_layout'
 ALL_NODES = ('sim', 'memory', 'high_level_policy', 'world_model', 'action_expert', 'chunk_executor')
 LANGUAGE_NODES = ('sim', 'high_level_policy', 'action_expert', 'chunk_executor')
 DELAYS_MS = (0, 100, 200, 300)
-# Execution under delay: rtc (Real-Time Chunking), sync (each chunk from scratch, switched to on arrival: the RTC
-# paper's naive asynchronous baseline) and pause (synchronous: the robot holds while each chunk is computed).
-DELAY_MODES = ('rtc', 'sync', 'pause')
+# Execution under delay: rtc (Real-Time Chunking), rtc_confirm (RTC, and a gripper switch planned more than
+# GRIPPER_CONFIRM_LEAD_S ahead of its observation waits for a chunk taken with the robot still: the action expert's
+# gripper_confirm_lead_s), sync (each chunk from scratch, switched to on arrival: the RTC paper's naive asynchronous
+# baseline) and pause (synchronous: the robot holds while each chunk is computed).
+DELAY_MODES = ('rtc', 'rtc_confirm', 'sync', 'pause')
 PAUSE_ROWS = 5   # rows of each chunk played in pause mode (half a 10-row chunk) before the next inference
+GRIPPER_CONFIRM_LEAD_S = 0.3
 
 # The action expert's live parameters every configuration sets (so nothing leaks from the previous one).
 EXPERT_DEFAULTS: dict[str, Any] = {
-    'mode': 'rtc', 'injected_delay_s': 0.0, 'execution_horizon': 8, 'use_metadata': True, 'use_subgoals': True,
+    'mode': 'rtc', 'injected_delay_s': 0.0, 'execution_horizon': 8, 'gripper_confirm_lead_s': 0.0,
+    'use_metadata': True, 'use_subgoals': True,
     'use_visual_memory': True, 'metadata_speed': -1, 'metadata_quality': -1, 'metadata_mistake': -1}
 # "Metadata" in the prompt: the sim's Task carries only the control mode, so the evaluation asks for the
 # behaviour of the best demonstrations (quality 5, no mistake) and leaves the speed to the model.
@@ -103,10 +107,12 @@ def all_configs() -> list[EvalConfig]:
     ]
     for mode in DELAY_MODES:
         # pause plays PAUSE_ROWS rows of each chunk, then holds for the next (execution_horizon is its row count)
-        rows = dict(execution_horizon=PAUSE_ROWS) if mode == 'pause' else {}
+        expert = {'pause': dict(mode='pause', execution_horizon=PAUSE_ROWS),
+                  'rtc_confirm': dict(mode='rtc', gripper_confirm_lead_s=GRIPPER_CONFIRM_LEAD_S)}.get(mode,
+                                                                                                   dict(mode=mode))
         for delay in DELAYS_MS:
             configs.append(_config(f'{mode}_d{delay}', f'{mode}, {delay} ms injected inference delay', 'delay',
-                                   ALL_NODES, **dict(full, mode=mode, injected_delay_s=delay / 1000.0, **rows)))
+                                   ALL_NODES, **dict(full, injected_delay_s=delay / 1000.0, **expert)))
     configs.append(_config('steer_q5', 'full stack prompted with quality 5, no mistake', 'steering', ALL_NODES,
                            **full))
     configs.append(_config('steer_q2', 'full stack prompted with quality 2', 'steering', ALL_NODES,

@@ -78,7 +78,7 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'gripper_confirm_lead_s', 0.0, 'Obey a gripper switch only from a row planned at most this '
                 'long after its observation; a chunk whose switch lies further ahead is cut short there, and the '
                 'next chunk is computed with the robot standing still and played from its first row (synchronous '
-                'at grasps and releases, `mode` elsewhere). 0 = off.')
+                'at grasps and releases, `mode` elsewhere). 0 = off. Can be changed while it runs.')
         declare(self, 'rtc_delay_margin_s', 0.05, 'RTC: added to the expected delay (transport, latency spikes).')
         declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
         declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
@@ -352,6 +352,13 @@ class ActionExpertNode(WorkerNode):
         t_obs = self._now()
         wall0 = time.monotonic()
         mode = param(self, 'mode')
+        try:   # live, like mode: an evaluation switches it between runs
+            self._gate = self._gripper_gate()
+        except ValueError as exc:
+            self._report(f'{exc}: gripper switches are not confirmed')
+            self._gate = None
+        if self._gate is None:
+            self._confirming = False
         confirming = self._confirming
         synchronous = mode == 'pause' or confirming
         commanded = self._commanded_gripper(t_obs, obs['state']) if self._gate is not None else None
