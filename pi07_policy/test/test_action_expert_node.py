@@ -115,7 +115,7 @@ def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot
 
         node._policy.infer = infer
         node._now = lambda: clock[0]
-        node._latency.estimate = lambda: 0.0
+        node._latency.estimate = lambda: 0.65   # a slow model: the next chunk takes over 0.65 s on (at row 7)
         node._running = True   # as if active; chunks go to the recorder below
         node._chunk_pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()
         obs = {'images': {}, 'state': np.zeros(dim, np.float32), 'task': 'put the red block in the bowl',
@@ -145,13 +145,41 @@ def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot
         node.destroy_node()
 
 
+def test_a_switch_the_next_chunk_comes_before_is_left_to_it(tmp_path):
+    from inprocess_node import configured_node
+
+    from pi07_policy.nodes.action_expert import ActionExpertNode
+
+    node = configured_node(ActionExpertNode, 'action_expert', tmp_path,
+                           overrides={'mode': 'rtc', 'gripper_confirm_lead_s': 0.3, 'rtc_delay_margin_s': 0.0})
+    try:
+        horizon, dim = node._policy.config.action_horizon, len([n for n in node.get_parameter('action_names').value
+                                                                if n])
+        actions = np.tile(np.arange(horizon, dtype=np.float32)[:, None], (1, dim))
+        actions[:, -1] = np.arange(horizon) >= 6
+        node._policy.infer = lambda obs: {'actions': actions, 'mode': obs['mode']}
+        node._now = lambda: 100.0
+        node._latency.estimate = lambda: 0.1   # the next chunk takes over at row 2: row 6 is not played from this one
+        published = []
+        node._running = True
+        node._chunk_pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()
+        node._infer_and_publish({'images': {}, 'state': np.zeros(dim, np.float32), 'task': 'x', 'subtask': 'y'})
+        np.testing.assert_array_equal(np.asarray(published[0].actions).reshape(-1, dim), actions)
+        assert not node._confirming
+    finally:
+        node._running = False
+        node.trigger_cleanup()
+        node.destroy_node()
+
+
 def test_a_gripper_gate_without_a_gripper_name_is_a_configuration_error(tmp_path):
     from inprocess_node import configured_node
     from lifecycle_msgs.msg import State
 
     from pi07_policy.nodes.action_expert import ActionExpertNode
 
-    node = configured_node(ActionExpertNode, 'action_expert', tmp_path, overrides={'gripper_confirm_lead_s': 0.3})
+    node = configured_node(ActionExpertNode, 'action_expert', tmp_path, overrides={'gripper_confirm_lead_s': 0.3,
+                                                                                        'gripper_name': ''})
     try:
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
     finally:

@@ -14,18 +14,20 @@ H = 10
 def test_a_chunk_is_cut_short_of_a_switch_planned_further_ahead_than_the_lead():
     gate = GripperSwitchConfirm(index=1, threshold=0.5, max_lead_s=0.3)
     chunk = np.array([[i, 0.0 if i < 5 else 1.0] for i in range(8)], np.float32)   # closes at row 5
-    held, row = gate.hold_before_switch(chunk, 0.0, first_row=2, row0_lead_s=0.0, dt=0.1)
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=2, end_row=8, row0_lead_s=0.0, dt=0.1)
     assert row == 5
     np.testing.assert_array_equal(held[:5], chunk[:5])
     np.testing.assert_array_equal(held[5:], np.tile([4.0, 0.0], (3, 1)))   # stands at row 4, gripper open
     assert held.dtype == chunk.dtype
     # near enough (row 5 planned 0.3 s after the observation: an RTC chunk starting 0.2 s before it)
-    assert gate.hold_before_switch(chunk, 0.0, 2, -0.2, 0.1)[1] is None
-    held, row = gate.hold_before_switch(chunk, 1.0, 4, 0.0, 0.1)   # closed now: row 4 would open it, 0.4 s ahead
+    assert gate.hold_before_switch(chunk, 0.0, 2, 8, -0.2, 0.1)[1] is None
+    # a switch after the rows this chunk plays before the next takes over is the next chunk's to decide
+    assert gate.hold_before_switch(chunk, 0.0, 2, 5, 0.0, 0.1)[1] is None
+    held, row = gate.hold_before_switch(chunk, 1.0, 4, 8, 0.0, 0.1)   # closed now: row 4 would open it, 0.4 s ahead
     assert row == 4 and (held[4:, 1] == 1.0).all()
-    assert gate.hold_before_switch(chunk, None, 2, 0.0, 0.1)[1] is None   # nothing commanded yet
+    assert gate.hold_before_switch(chunk, None, 2, 8, 0.0, 0.1)[1] is None   # nothing commanded yet
     # the first played row already switches (a chunk sampled from scratch): it holds the commanded gripper there
-    held, row = gate.hold_before_switch(chunk, 0.0, first_row=6, row0_lead_s=0.0, dt=0.1)
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=6, end_row=8, row0_lead_s=0.0, dt=0.1)
     assert row == 6 and held[6, 1] == 0.0 and held[6, 0] == 5.0
     with pytest.raises(ValueError, match='max_lead_s'):
         GripperSwitchConfirm(1, 0.5, float('nan'))

@@ -30,18 +30,20 @@ class GripperSwitchConfirm:
         return float(action[self.index]) > self.threshold
 
     def hold_before_switch(self, actions: np.ndarray, commanded_gripper: float | None, first_row: int,
-                           row0_lead_s: float, dt: float) -> tuple[np.ndarray, int | None]:
+                           end_row: int, row0_lead_s: float, dt: float) -> tuple[np.ndarray, int | None]:
         """A chunk about to be published, cut short of a switch planned too far ahead. Its rows play from
-        `first_row` on (the rows before ran during the inference), row r planned row0_lead_s + r dt after the
-        observation; `commanded_gripper` is the gripper value the robot is commanded now (None: nothing yet).
-        Returns the chunk and None if its first played switch is near enough (or there is none); else a copy
-        holding, from that row on, the row before it with the gripper at `commanded_gripper`, and that row's index:
-        the robot stops there until a chunk from the present decides the switch."""
+        `first_row` (the rows before ran during the inference) until the next chunk takes over, at `end_row`
+        (exclusive; a switch after it is the next chunk's to decide, from a fresher observation); row r was planned
+        row0_lead_s + r dt after the observation; `commanded_gripper` is the gripper value the robot is commanded
+        when this chunk takes over (None: nothing yet). Returns the chunk and None if the first switch it plays is
+        near enough (or there is none); else a copy holding, from that row on, the row before it with the gripper
+        at `commanded_gripper`, and that row's index: the robot stops there until a chunk from the present decides
+        the switch."""
         if commanded_gripper is None:
             return actions, None
         commanded_closed = float(commanded_gripper) > self.threshold
         first_row = max(0, min(first_row, len(actions) - 1))
-        for j in range(first_row, len(actions)):
+        for j in range(first_row, min(max(end_row, first_row + 1), len(actions))):
             if self.is_closed(actions[j]) != commanded_closed:
                 if row0_lead_s + j * dt <= self.max_lead_s + 1e-9:
                     return actions, None

@@ -402,11 +402,15 @@ class ActionExpertNode(WorkerNode):
             actions = actions[:max(1, min(rows, len(actions)))]
             self._resume_at = start_time + len(actions) * self._dt
         elif self._gate is not None:   # cut short of a gripper switch planned too far ahead of the observation
-            first_row = max(0, math.floor((self._now() - start_time) / self._dt))
+            now = self._now()
+            first_row = max(0, math.floor((now - start_time) / self._dt))
+            # it plays until the next chunk, started now, arrives (+ 1: the row the executor interpolates toward)
+            expected = self._latency.estimate() + injected + float(param(self, 'rtc_delay_margin_s'))
+            end_row = math.ceil((now + expected - start_time) / self._dt) + 1
             # the gripper as the robot commands it when this chunk takes over (the last chunk's, now)
-            commanded = self._commanded_gripper(self._now(), obs['state'])
-            actions, held_at = self._gate.hold_before_switch(actions, commanded, first_row, start_time - t_obs,
-                                                             self._dt)
+            commanded = self._commanded_gripper(now, obs['state'])
+            actions, held_at = self._gate.hold_before_switch(actions, commanded, first_row, end_row,
+                                                             start_time - t_obs, self._dt)
             if held_at is not None:
                 self._resume_at = start_time + held_at * self._dt
                 self.get_logger().info(f'gripper switch planned {start_time + held_at * self._dt - t_obs:.2f} s '
