@@ -1,9 +1,8 @@
 """Gripper switches planned far ahead of their observation wait for a fresh one (control/gripper_confirm.py), in
 the rollout harness's real-time model: the robot holds, a chunk is computed from the present, played from row 0."""
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
+from rollout_envs import RecordingEnv
 
 from pi07_policy.control.gripper_confirm import GripperSwitchConfirm
 from pi07_policy.data.rollout import run_episode
@@ -40,46 +39,6 @@ def test_a_chunk_from_a_still_robot_plays_the_rows_within_the_lead():
     assert gate.switches(actions, 0.0) and not gate.switches(actions[:2], 0.0) and gate.switches(actions[:2], 1.0)
 
 
-class GripperEnv:
-    """An axis and a gripper (0 open, 1 closed); records what it is given; holds its last command."""
-
-    control_period = 0.1
-
-    def __init__(self, length=14):
-        self.length = length
-        self.task = SimpleNamespace(instruction='grasp', plan=['a'])
-        self.action_spec = SimpleNamespace(control_mode='joint', low=np.array([-1e9, 0.0]),
-                                           high=np.array([1e9, 1.0]))
-
-    def _obs(self):
-        return {'images': {}, 'state': np.zeros(2, np.float32), 'time': self.time}
-
-    def reset(self, seed=None):
-        self.steps, self.executed = 0, []
-        return self._obs()
-
-    def step(self, action):
-        self.executed.append([float(v) for v in np.asarray(action)])
-        self.steps += 1
-        return self._obs()
-
-    @property
-    def time(self):
-        return self.steps * self.control_period
-
-    def current_target(self):
-        return np.array(self.executed[-1]) if self.executed else np.array([-7.0, 0.0])
-
-    def done(self):
-        return self.steps >= self.length
-
-    def progress(self):
-        return 0, 1
-
-    def success(self):
-        return False
-
-
 class SwitchingPolicy:
     """Chunk n: axis rows 1000 n + i; the gripper closes from row switch_rows[n] on."""
 
@@ -97,7 +56,7 @@ class SwitchingPolicy:
 
 
 def run(confirm_s, chunking='sync'):
-    env, policy = GripperEnv(), SwitchingPolicy([5, 1, 0, 0, 0])
+    env, policy = RecordingEnv(initial=(-7.0, 0.0)), SwitchingPolicy([5, 1, 0, 0, 0])
     result = run_episode(policy, env, 0, subtask_source='none', execute_steps=2, inference_delay_steps=3,
                          chunking=chunking, gripper_confirm_s=confirm_s)
     return env.executed, policy.requests, result

@@ -1,52 +1,12 @@
 """The rollout harness's real-time model: chunks arrive `inference_delay_steps` after their observation, the one
 before plays on meanwhile, and RTC joins them as the action expert plans it (rtc_planner.plan_request)."""
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
+from rollout_envs import RecordingEnv
 
 from pi07_policy.data.rollout import run_episode
 
 H = 10
-
-
-class StepEnv:
-    """1-D robot; records the actions it is given; an episode lasts `length` control steps of 0.1 s."""
-
-    control_period = 0.1
-
-    def __init__(self, length=14):
-        self.length = length
-        self.task = SimpleNamespace(instruction='count', plan=['a'])
-        self.action_spec = SimpleNamespace(control_mode='joint', low=np.array([-1e9]), high=np.array([1e9]))
-
-    def _obs(self):
-        return {'images': {}, 'state': np.array([-7.0], np.float32), 'time': self.time}
-
-    def reset(self, seed=None):
-        self.steps, self.executed = 0, []
-        return self._obs()
-
-    def step(self, action):
-        self.executed.append(float(np.asarray(action)[0]))
-        self.steps += 1
-        return self._obs()
-
-    @property
-    def time(self):
-        return self.steps * self.control_period
-
-    def current_target(self):
-        return np.array([-7.0])
-
-    def done(self):
-        return self.steps >= self.length
-
-    def progress(self):
-        return 0, 1
-
-    def success(self):
-        return False
 
 
 class CountingPolicy:
@@ -67,9 +27,9 @@ class CountingPolicy:
 
 
 def run(**kwargs):
-    env, policy = StepEnv(), CountingPolicy()
+    env, policy = RecordingEnv(), CountingPolicy()
     run_episode(policy, env, 0, subtask_source='none', **kwargs)
-    return env.executed, policy.requests
+    return [a for a, in env.executed], policy.requests
 
 
 def test_without_delay_each_chunk_plays_its_first_execute_steps_rows():
