@@ -107,21 +107,21 @@ def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot
         clock, published, requests = [100.0], [], []
         closes_at = [6, 1, 0]   # the row each chunk closes the gripper from
 
-        def infer(obs):
+        def infer(obs):   # a slow model: 0.4 s per chunk
             requests.append(obs)
+            clock[0] += 0.4
             actions = np.tile(np.arange(horizon, dtype=np.float32)[:, None], (1, dim))
             actions[:, -1] = np.arange(horizon) >= closes_at[len(requests) - 1]
             return {'actions': actions, 'mode': obs['mode']}
 
         node._policy.infer = infer
         node._now = lambda: clock[0]
-        node._latency.estimate = lambda: 0.65   # a slow model: the next chunk takes over 0.65 s on (at row 7)
         node._running = True   # as if active; chunks go to the recorder below
         node._chunk_pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()
         obs = {'images': {}, 'state': np.zeros(dim, np.float32), 'task': 'put the red block in the bowl',
                'subtask': 'pick up the red block'}
 
-        node._infer_and_publish(dict(obs))   # closes 0.6 s after its observation: cut at row 6, standing at row 5
+        node._infer_and_publish(dict(obs))   # arrives at its row 4, 0.4 s late: its close at row 6 waits
         first = np.asarray(published[0].actions).reshape(-1, dim)
         assert len(first) == horizon
         np.testing.assert_array_equal(first[6:], np.tile(first[5], (horizon - 6, 1)))
@@ -134,7 +134,7 @@ def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot
         second = np.asarray(published[1].actions).reshape(-1, dim)
         assert 'prev_actions' not in requests[1]
         assert len(second) == 4 and list(second[:, -1]) == [0, 1, 1, 1]
-        assert abs(published[1].header.stamp.sec + published[1].header.stamp.nanosec * 1e-9 - 100.6) < 1e-6
+        assert abs(published[1].header.stamp.sec + published[1].header.stamp.nanosec * 1e-9 - 101.0) < 1e-6
         assert not node._confirming and not node._waiting()   # this chunk closes: asynchronous again
 
         node._infer_and_publish(dict(obs))
@@ -145,7 +145,7 @@ def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot
         node.destroy_node()
 
 
-def test_a_switch_the_next_chunk_comes_before_is_left_to_it(tmp_path):
+def test_a_chunk_that_arrives_in_time_makes_its_own_switches(tmp_path):
     from inprocess_node import configured_node
 
     from pi07_policy.nodes.action_expert import ActionExpertNode
@@ -157,9 +157,14 @@ def test_a_switch_the_next_chunk_comes_before_is_left_to_it(tmp_path):
                                                                 if n])
         actions = np.tile(np.arange(horizon, dtype=np.float32)[:, None], (1, dim))
         actions[:, -1] = np.arange(horizon) >= 6
-        node._policy.infer = lambda obs: {'actions': actions, 'mode': obs['mode']}
-        node._now = lambda: 100.0
-        node._latency.estimate = lambda: 0.1   # the next chunk takes over at row 2: row 6 is not played from this one
+        clock = [100.0]
+
+        def infer(obs):   # 0.1 s per chunk: it arrives at its row 1, planned within the 0.3 s lead
+            clock[0] += 0.1
+            return {'actions': actions, 'mode': obs['mode']}
+
+        node._policy.infer = infer
+        node._now = lambda: clock[0]
         published = []
         node._running = True
         node._chunk_pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()

@@ -10,23 +10,24 @@ from pi07_policy.data.rollout import run_episode
 H = 10
 
 
-def test_a_chunk_is_cut_short_of_a_switch_planned_further_ahead_than_the_lead():
+def test_a_chunk_that_comes_too_late_is_cut_short_of_its_first_switch():
     gate = GripperSwitchConfirm(index=1, threshold=0.5, max_lead_s=0.3)
     chunk = np.array([[i, 0.0 if i < 5 else 1.0] for i in range(8)], np.float32)   # closes at row 5
-    held, row = gate.hold_before_switch(chunk, 0.0, first_row=2, end_row=8, row0_lead_s=0.0, dt=0.1)
+    # its first row to play (row 4) was planned 0.4 s after the observation: the close waits
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=4, row0_lead_s=0.0, dt=0.1)
     assert row == 5
     np.testing.assert_array_equal(held[:5], chunk[:5])
     np.testing.assert_array_equal(held[5:], np.tile([4.0, 0.0], (3, 1)))   # stands at row 4, gripper open
     assert held.dtype == chunk.dtype
-    # near enough (row 5 planned 0.3 s after the observation: an RTC chunk starting 0.2 s before it)
-    assert gate.hold_before_switch(chunk, 0.0, 2, 8, -0.2, 0.1)[1] is None
-    # a switch after the rows this chunk plays before the next takes over is the next chunk's to decide
-    assert gate.hold_before_switch(chunk, 0.0, 2, 5, 0.0, 0.1)[1] is None
-    held, row = gate.hold_before_switch(chunk, 1.0, 4, 8, 0.0, 0.1)   # closed now: row 4 would open it, 0.4 s ahead
-    assert row == 4 and (held[4:, 1] == 1.0).all()
-    assert gate.hold_before_switch(chunk, None, 2, 8, 0.0, 0.1)[1] is None   # nothing commanded yet
+    # in time: its first row to play planned within 0.3 s (row 2; or row 4 of a chunk starting 0.2 s early)
+    assert gate.hold_before_switch(chunk, 0.0, 2, 0.0, 0.1)[1] is None
+    assert gate.hold_before_switch(chunk, 0.0, 4, -0.2, 0.1)[1] is None
+    held, row = gate.hold_before_switch(chunk, 1.0, 4, 0.0, 0.1)   # closed now: row 4 would open it
+    assert row == 4 and (held[4:] == [3.0, 1.0]).all()
+    assert gate.hold_before_switch(chunk, None, 4, 0.0, 0.1)[1] is None   # nothing commanded yet
+    assert gate.hold_before_switch(chunk, 1.0, 6, 0.0, 0.1)[1] is None   # no switch in the rows it plays
     # the first played row already switches (a chunk sampled from scratch): it holds the commanded gripper there
-    held, row = gate.hold_before_switch(chunk, 0.0, first_row=6, end_row=8, row0_lead_s=0.0, dt=0.1)
+    held, row = gate.hold_before_switch(chunk, 0.0, first_row=6, row0_lead_s=0.0, dt=0.1)
     assert row == 6 and held[6, 1] == 0.0 and held[6, 0] == 5.0
     with pytest.raises(ValueError, match='max_lead_s'):
         GripperSwitchConfirm(1, 0.5, float('nan'))
@@ -72,10 +73,10 @@ def test_without_the_gate_the_robot_closes_on_a_plan_half_a_second_old():
 def test_with_the_gate_the_robot_stops_short_and_closes_from_a_fresh_chunk(chunking):
     executed, requests, result = run(0.25, chunking)
     axis, gripper = [a for a, _ in executed], [g for _, g in executed]
-    # chunk 0 (observed at step 0) would close at its row 5, 0.5 s ahead: it is cut there, the robot standing at
-    # its row 4 from step 4; chunk 1 is asked for at step 5 with the robot still, arrives at step 8 and plays its
-    # rows within 0.25 s (rows 0-2), closing at row 1; asynchronous again at once: chunk 2, asked for at step 8,
-    # takes over at step 11 at its row 3 (the gripper stays closed: nothing to confirm)
+    # chunk 0 (observed at step 0) arrives at step 3, its row 3 planned 0.3 s ahead (> 0.25): its close at row 5
+    # is cut, the robot standing at its row 4 from step 4; chunk 1 is asked for at step 5 with the robot still,
+    # arrives at step 8 and plays its rows within 0.25 s (rows 0-2), closing at row 1; asynchronous again at once:
+    # chunk 2, asked for at step 8, takes over at step 11 at its row 3 (the gripper stays closed: nothing to confirm)
     assert axis == [-7, -7, -7, 3, 4, 4, 4, 4, 1000, 1001, 1002, 2003, 2004, 2005]
     assert gripper == [0] * 9 + [1] * 5
     assert 'prev_actions' not in requests[1] and requests[1]['mode'] == 'sync'   # from the present, no prefix

@@ -4,9 +4,10 @@ Why: under inference delay every row the robot plays was planned from an observa
 motion tolerates that lead; a grasp does not. With the arm's VLA at D = 4 (0.4 s) the commanded closes came while
 the arm was still moving toward the block, 4-6 cm beside it or 3-9 cm above, where with a fresh observation
 (synchronous execution) they came with the tool still and within 2 cm (docs/evaluation.md, "Gripper switches
-under delay"). So a switch of the gripper is obeyed only from a row planned at most `max_lead_s` after the
-observation it was planned from; otherwise the robot holds still and asks for a chunk from the present.
-That is synchronous execution at the contact events only, and asynchronous (RTC) execution everywhere else.
+under delay"). So a chunk that arrives too late (its first row still to play planned more than `max_lead_s` after
+its observation) makes no switch: it stops the robot before its first one, and a chunk computed with the robot
+standing still decides it. That is synchronous execution at the grasps and releases only, and only when the
+inference is slow; asynchronous (RTC) execution everywhere else.
 """
 from __future__ import annotations
 
@@ -30,23 +31,24 @@ class GripperSwitchConfirm:
         return float(action[self.index]) > self.threshold
 
     def hold_before_switch(self, actions: np.ndarray, commanded_gripper: float | None, first_row: int,
-                           end_row: int, row0_lead_s: float, dt: float) -> tuple[np.ndarray, int | None]:
-        """A chunk about to be published, cut short of a switch planned too far ahead. Its rows play from
-        `first_row` (the rows before ran during the inference) until the next chunk takes over, at `end_row`
-        (exclusive; a switch after it is the next chunk's to decide, from a fresher observation); row r was planned
+                           row0_lead_s: float, dt: float) -> tuple[np.ndarray, int | None]:
+        """A chunk about to be published, cut short of a gripper switch if it came too late to decide one. Its
+        rows play from `first_row` on (the rows before ran during the inference); row r was planned
         row0_lead_s + r dt after the observation; `commanded_gripper` is the gripper value the robot is commanded
-        when this chunk takes over (None: nothing yet). Returns the chunk and None if the first switch it plays is
-        near enough (or there is none); else a copy holding, from that row on, the row before it with the gripper
-        at `commanded_gripper`, and that row's index: the robot stops there until a chunk from the present decides
-        the switch."""
+        when this chunk takes over (None: nothing yet). If even its first played row was planned within
+        `max_lead_s`, or it plays no switch, it is returned as it is, with None. Otherwise the first switch it
+        plays, however far ahead, waits: a copy holds, from that row on, the row before it with the gripper at
+        `commanded_gripper` (the robot stops there until a chunk from the present decides the switch), returned
+        with that row's index. Measured: holding only a switch due before the next chunk takes over did not help
+        (docs/evaluation.md, "Gripper switches under delay")."""
         if commanded_gripper is None:
             return actions, None
-        commanded_closed = float(commanded_gripper) > self.threshold
         first_row = max(0, min(first_row, len(actions) - 1))
-        for j in range(first_row, min(max(end_row, first_row + 1), len(actions))):
+        if row0_lead_s + first_row * dt <= self.max_lead_s + 1e-9:
+            return actions, None
+        commanded_closed = float(commanded_gripper) > self.threshold
+        for j in range(first_row, len(actions)):
             if self.is_closed(actions[j]) != commanded_closed:
-                if row0_lead_s + j * dt <= self.max_lead_s + 1e-9:
-                    return actions, None
                 held = np.array(actions, copy=True)
                 held[j:] = held[max(j - 1, 0)]
                 held[j:, self.index] = commanded_gripper

@@ -192,11 +192,8 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                 # the gripper as the robot will command it when this chunk takes over (the one playing, at arrival)
                 gripper = commanded_gripper if current is None else \
                     float(current[1][min(arrival - current[0], len(current[1]) - 1)][-1])
-                # it plays until the next chunk, asked for when the next request is due, arrives
-                taken_over = steps + max(min(execute_steps, len(actions)), inference_delay_steps, 1) + \
-                    inference_delay_steps
-                actions, held_at = confirm.hold_before_switch(actions, gripper, arrival - start, taken_over - start,
-                                                              (start - steps) * dt, dt)
+                actions, held_at = confirm.hold_before_switch(actions, gripper, arrival - start, (start - steps) * dt,
+                                                              dt)
             pending = (arrival, start, actions, steps)
             next_request = steps + max(min(execute_steps, len(actions)), inference_delay_steps, 1)
             if held_at is not None:   # look again, synchronously, once the robot stands at the held row

@@ -75,10 +75,11 @@ class ActionExpertNode(WorkerNode):
         declare(self, 'gripper_name', '', 'The binary gripper\'s action dimension (one of action_names; "" = none): '
                 'what gripper_confirm_lead_s watches.')
         declare(self, 'gripper_threshold', 0.5, 'Gripper values above this are closed (the middle of its range).')
-        declare(self, 'gripper_confirm_lead_s', 0.0, 'Obey a gripper switch only from a row planned at most this '
-                'long after its observation; a chunk whose switch lies further ahead is cut short there, and the '
-                'next chunk is computed with the robot standing still and played from its first row (synchronous '
-                'at grasps and releases, `mode` elsewhere). 0 = off. Can be changed while it runs.')
+        declare(self, 'gripper_confirm_lead_s', 0.0, 'A chunk whose first row still to play was planned more '
+                'than this long after its observation (a slow inference) makes no gripper switch: it is cut short of '
+                'its first one, and the next chunk is computed with the robot standing still and plays its rows '
+                'within this lead from its first row (synchronous at grasps and releases, `mode` elsewhere). '
+                '0 = off. Can be changed while it runs.')
         declare(self, 'rtc_delay_margin_s', 0.05, 'RTC: added to the expected delay (transport, latency spikes).')
         declare(self, 'min_chunk_period_s', 0.0, 'Start inferences at most this often (0: back to back).')
         declare(self, 'stamp_tolerance_s', 0.25, 'Images and joint state must be at most this far apart.')
@@ -404,13 +405,10 @@ class ActionExpertNode(WorkerNode):
         elif self._gate is not None:   # cut short of a gripper switch planned too far ahead of the observation
             now = self._now()
             first_row = max(0, math.floor((now - start_time) / self._dt))
-            # it plays until the next chunk, started now, arrives (+ 1: the row the executor interpolates toward)
-            expected = self._latency.estimate() + injected + float(param(self, 'rtc_delay_margin_s'))
-            end_row = math.ceil((now + expected - start_time) / self._dt) + 1
             # the gripper as the robot commands it when this chunk takes over (the last chunk's, now)
             commanded = self._commanded_gripper(now, obs['state'])
-            actions, held_at = self._gate.hold_before_switch(actions, commanded, first_row, end_row,
-                                                             start_time - t_obs, self._dt)
+            actions, held_at = self._gate.hold_before_switch(actions, commanded, first_row, start_time - t_obs,
+                                                             self._dt)
             if held_at is not None:
                 self._resume_at = start_time + held_at * self._dt
                 self.get_logger().info(f'gripper switch planned {start_time + held_at * self._dt - t_obs:.2f} s '
