@@ -36,11 +36,12 @@ MEMORY_FAMILY = 'restore_layout'
 ALL_NODES = ('sim', 'memory', 'high_level_policy', 'world_model', 'action_expert', 'chunk_executor')
 LANGUAGE_NODES = ('sim', 'high_level_policy', 'action_expert', 'chunk_executor')
 DELAYS_MS = (0, 100, 200, 300)
-# Execution under delay: rtc (Real-Time Chunking), rtc_confirm (RTC, and a gripper switch planned more than
-# GRIPPER_CONFIRM_LEAD_S ahead of its observation waits for a chunk taken with the robot still: the action expert's
-# gripper_confirm_lead_s), sync (each chunk from scratch, switched to on arrival: the RTC paper's naive asynchronous
-# baseline) and pause (synchronous: the robot holds while each chunk is computed).
-DELAY_MODES = ('rtc', 'rtc_confirm', 'sync', 'pause')
+# Execution under delay: rtc (Real-Time Chunking), sync (each chunk from scratch, switched to on arrival: the RTC
+# paper's naive asynchronous baseline), each also with gripper switches confirmed (rtc_confirm, sync_confirm: a chunk
+# whose first row to play was planned more than GRIPPER_CONFIRM_LEAD_S after its observation stops the robot before
+# its first gripper switch, and a chunk taken with the robot still decides it: the action expert's
+# gripper_confirm_lead_s), and pause (synchronous: the robot holds while each chunk is computed).
+DELAY_MODES = ('rtc', 'rtc_confirm', 'sync', 'sync_confirm', 'pause')
 PAUSE_ROWS = 5   # rows of each chunk played in pause mode (half a 10-row chunk) before the next inference
 GRIPPER_CONFIRM_LEAD_S = 0.3
 
@@ -108,8 +109,9 @@ def all_configs() -> list[EvalConfig]:
     for mode in DELAY_MODES:
         # pause plays PAUSE_ROWS rows of each chunk, then holds for the next (execution_horizon is its row count)
         expert = {'pause': dict(mode='pause', execution_horizon=PAUSE_ROWS),
-                  'rtc_confirm': dict(mode='rtc', gripper_confirm_lead_s=GRIPPER_CONFIRM_LEAD_S)}.get(mode,
-                                                                                                   dict(mode=mode))
+                  'rtc_confirm': dict(mode='rtc', gripper_confirm_lead_s=GRIPPER_CONFIRM_LEAD_S),
+                  'sync_confirm': dict(mode='sync', gripper_confirm_lead_s=GRIPPER_CONFIRM_LEAD_S)}.get(
+                      mode, dict(mode=mode))
         for delay in DELAYS_MS:
             configs.append(_config(f'{mode}_d{delay}', f'{mode}, {delay} ms injected inference delay', 'delay',
                                    ALL_NODES, **dict(full, injected_delay_s=delay / 1000.0, **expert)))

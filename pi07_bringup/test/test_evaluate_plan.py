@@ -39,6 +39,10 @@ def test_configuration_sets_and_stack_starts():
     sync = next(c for c in configs if c.name == 'sync_d300').expert_parameters()
     assert sync['mode'] == 'sync' and sync['injected_delay_s'] == pytest.approx(0.3)
     assert sync['execution_horizon'] == 8   # set on every row, so a pause row's rows per chunk does not leak
+    assert sync['gripper_confirm_lead_s'] == 0.0   # set on every row, so a confirm row's lead does not leak
+    confirm = next(c for c in configs if c.name == 'sync_confirm_d300').expert_parameters()
+    assert confirm['mode'] == 'sync' and confirm['gripper_confirm_lead_s'] == 0.3
+    assert next(c for c in configs if c.name == 'rtc_confirm_d0').expert_parameters()['mode'] == 'rtc'
     pause = next(c for c in configs if c.name == 'pause_d100').expert_parameters()
     assert pause['mode'] == 'pause' and pause['execution_horizon'] == 5 and pause['injected_delay_s'] == 0.1
     q2 = next(c for c in configs if c.name == 'steer_q2').expert_parameters()
