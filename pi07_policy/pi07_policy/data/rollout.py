@@ -131,26 +131,25 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
     # the layout the model was trained with (a keyframe model expects the first frame in the oldest slot)
     keep_first = bool(getattr(getattr(policy, 'config', None), 'memory_keeps_first_frame', False))
     memory = MemoryFrames(keep_first=keep_first) if use_memory else None
-    # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions, origin) is what
-    # the executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
-    # made when it arrives (back to back) but not before execute_steps have passed. `origin`: the step whose view of
-    # the world the chunk's row for step s was planned from, s - origin steps ahead (for a chunk computed while the
-    # robot held still, its first step: nothing moved meanwhile).
+    # Chunks in simulated time, as the real-time stack runs them: `current` = (first step, actions) is what the
+    # executor plays; a request made at step k arrives at k + inference_delay_steps (`pending`), and the next is
+    # made when it arrives (back to back) but not before execute_steps have passed.
     dt = float(getattr(env, 'control_period', 0.1))
-    current: tuple[int, np.ndarray, int] | None = None
-    pending: tuple[int, int, np.ndarray, int] | None = None   # (arrival step, first step, actions, origin)
+    current: tuple[int, np.ndarray] | None = None
+    pending: tuple[int, int, np.ndarray] | None = None   # (arrival step, first step, actions)
     next_request = 0
     frozen: list[int] = []
     inference_ms: list[float] = []
     subtask, last_hl, history = None, -np.inf, []
     steps = 0
     dwell = confirm = None
-    spec = env.action_spec
-    gripper_threshold = 0.5 * float(spec.low[-1] + spec.high[-1])   # the gripper is the last dimension
-    if gripper_dwell_s > 0:   # as the chunk executor does with gripper_min_dwell_s
-        dwell = GripperDwell(len(spec.low) - 1, gripper_threshold, gripper_dwell_s)
-    if gripper_confirm_s > 0:
-        confirm = GripperSwitchConfirm(len(spec.low) - 1, gripper_threshold, gripper_confirm_s)
+    if gripper_dwell_s > 0 or gripper_confirm_s > 0:   # the gripper is the last dimension
+        spec = env.action_spec
+        gripper_threshold = 0.5 * float(spec.low[-1] + spec.high[-1])
+        if gripper_dwell_s > 0:   # as the chunk executor does with gripper_min_dwell_s
+            dwell = GripperDwell(len(spec.low) - 1, gripper_threshold, gripper_dwell_s)
+        if gripper_confirm_s > 0:   # as the action expert does with gripper_confirm_lead_s
+            confirm = GripperSwitchConfirm(len(spec.low) - 1, gripper_threshold, gripper_confirm_s)
     initial_target = getattr(env, 'current_target', None)   # the gripper value last commanded
     commanded_gripper: float | None = float(initial_target()[-1]) if initial_target is not None else None
     confirmations, confirming = 0, False   # confirming: synchronous until the gripper switch is obeyed
@@ -158,7 +157,8 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
 
     def request_chunk(obs, subtask) -> None:
         """Ask for a chunk from `obs`; with pause chunking, or while a gripper switch is being confirmed, the robot
-        holds still until it arrives, plays its first execute_steps rows from row 0, then holds for the next."""
+        holds still until it arrives, plays its first rows from row 0 (execute_steps; the confirmation's trusted
+        rows), then holds for the next."""
         nonlocal current, pending, next_request, confirmations, confirming
         request = {'images': obs['images'], 'state': obs['state'], 'task': task.instruction if use_task else None,
                    'subtask': subtask if subtask_source != 'none' else None, 'metadata': meta, 'mode': 'sync'}
@@ -182,7 +182,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
         arrival = steps + inference_delay_steps
         if synchronous:   # held still until it arrives, then its first rows from row 0, then held
             rows = confirm.trusted_rows(dt) if confirming else max(1, execute_steps)
-            pending = (arrival, arrival, actions[:rows], arrival)
+            pending = (arrival, arrival, actions[:rows])
             next_request = arrival + len(pending[2])
             if confirming and confirm.switches(pending[2], commanded_gripper):   # as the action expert: this
                 confirming, next_request = False, arrival   # chunk makes the switch, asynchronous again at once
@@ -194,7 +194,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                     float(current[1][min(arrival - current[0], len(current[1]) - 1)][-1])
                 actions, held_at = confirm.hold_before_switch(actions, gripper, arrival - start, (start - steps) * dt,
                                                               dt)
-            pending = (arrival, start, actions, steps)
+            pending = (arrival, start, actions)
             next_request = steps + max(min(execute_steps, len(actions)), inference_delay_steps, 1)
             if held_at is not None:   # look again, synchronously, once the robot stands at the held row
                 confirmations, confirming = confirmations + 1, True
