@@ -104,6 +104,11 @@ class ActionExpertNode(WorkerNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         set_torch_threads(int(param(self, 'torch_threads')))
         try:
+            self._gate = self._gripper_gate()
+        except ValueError as exc:  # nothing created yet: the node stays unconfigured, with the reason
+            self.get_logger().error(str(exc))
+            return TransitionCallbackReturn.FAILURE
+        try:
             self._load_policy()
         except Exception as exc:  # a bad checkpoint must leave the node unconfigured, with the reason
             self.get_logger().error(f'cannot load checkpoint {param(self, "checkpoint")!r}: {exc}')
@@ -142,12 +147,6 @@ class ActionExpertNode(WorkerNode):
             self.create_subscription(SubgoalImages, 'subgoal_images', self._on_subgoals, STREAM),
             self.create_subscription(VisualMemory, 'memory/visual', self._on_memory, STREAM),
         ]
-        try:
-            self._gate = self._gripper_gate()
-        except ValueError as exc:
-            self.get_logger().error(str(exc))
-            self._policy = None
-            return TransitionCallbackReturn.FAILURE
         self._confirming = False   # a gripper switch is waiting for a chunk computed with the robot still
         self._confirmations = 0
         self._resume_at = -math.inf   # synchronous chunks: the next observation waits until the robot stands
@@ -246,7 +245,7 @@ class ActionExpertNode(WorkerNode):
                     self._subtask = None
                 self._subgoals = None
                 self._last_chunk = None
-                self._confirming = False
+                self._confirming, self._resume_at = False, -math.inf
                 # the flow noise restarts from the task (applied by the worker, before its next chunk): a task's
                 # draws then depend less on what the node computed before it
                 self._reseed_to = zlib.crc32(msg.task_id.encode())
@@ -412,7 +411,7 @@ class ActionExpertNode(WorkerNode):
             if held_at is not None:
                 self._resume_at = start_time + held_at * self._dt
                 self.get_logger().info(f'gripper switch planned {start_time + held_at * self._dt - t_obs:.2f} s '
-                                       f'ahead of its observation: stopping at row {held_at - 1} to look again')
+                                       f'after its observation: stopping before row {held_at} to look again')
         msg = ActionChunk(sequence=self._sequence, names=[n for n in param(self, 'action_names') if n],
                           control_mode=param(self, 'control_mode'), horizon=actions.shape[0],
                           action_dim=actions.shape[1], dt=self._dt, frozen_prefix=int(out.get('frozen_steps', 0)),
