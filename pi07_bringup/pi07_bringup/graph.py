@@ -57,13 +57,18 @@ def _node_parameters(profile: Profile, node: str) -> dict[str, Any]:
     if node in ('high_level_policy', 'world_model'):
         return dict(cameras, checkpoint=checkpoint, embodiment=profile.embodiment)
     if node == 'action_expert':
-        # the gripper the executor dwells on is the one whose switches the expert may confirm
+        # the gripper the executor dwells on is the one whose switches the expert may confirm; closed above the
+        # middle of its range, as the executor reads it
         executor = profile.nodes.get('chunk_executor')
         gripper = str(executor.parameters.get('gripper_name', '')) if executor is not None else ''
-        return dict(cameras, checkpoint=checkpoint, embodiment=profile.embodiment,
-                    joint_names=list(profile.state_joint_names), action_names=list(profile.action_names),
-                    control_mode=profile.control_mode, control_rate_hz=profile.control_rate_hz,
-                    gripper_name=gripper)
+        params = dict(cameras, checkpoint=checkpoint, embodiment=profile.embodiment,
+                      joint_names=list(profile.state_joint_names), action_names=list(profile.action_names),
+                      control_mode=profile.control_mode, control_rate_hz=profile.control_rate_hz,
+                      gripper_name=gripper)
+        if gripper in profile.action_names:
+            i = profile.action_names.index(gripper)
+            params['gripper_threshold'] = 0.5 * float(profile.position_min[i] + profile.position_max[i])
+        return params
     if node == 'chunk_executor':
         return {'control_rate_hz': profile.control_rate_hz, 'interface': profile.controller_interface,
                 'command_topic': profile.controller_topic, 'joint_names': list(profile.action_names),

@@ -180,3 +180,24 @@ def test_memory_keeps_the_first_frame_for_a_keyframe_vla(tmp_path):
     assert keep_first(checkpoints={'action_expert': str(tmp_path)},
                       parameter_overrides={'memory': {'keep_first_frame': False}}) is False
     assert keep_first(checkpoints={'action_expert': str(tmp_path / 'missing')}) is None
+
+
+def test_the_action_expert_watches_the_executors_gripper(tmp_path):
+    """The gripper whose switches the action expert may confirm is the executor's, closed above the middle of its
+    range in the profile; a profile whose executor names no gripper leaves it unset."""
+    import copy
+    specs = {s.name: s for s in build_graph(load_profile('sim_arm7'), nodes=['action_expert', 'chunk_executor'])}
+    expert = specs['action_expert'].parameters
+    assert expert['gripper_name'] == specs['chunk_executor'].parameters['gripper_name'] == 'gripper'
+    assert expert['gripper_threshold'] == pytest.approx(0.5)   # range 0 .. 1
+    data = yaml.safe_load((config_dir() / 'sim_arm7.yaml').read_text())
+    data['action']['position_max'][-1] = 0.08   # a gripper opening in metres
+    (tmp_path / 'p.yaml').write_text(yaml.safe_dump(data))
+    expert = build_graph(load_profile(str(tmp_path / 'p.yaml')), nodes=['action_expert'])[0].parameters
+    assert expert['gripper_threshold'] == pytest.approx(0.04)
+    data = copy.deepcopy(data)
+    data['nodes']['chunk_executor']['parameters'].pop('gripper_name')
+    data['nodes']['chunk_executor']['parameters'].pop('gripper_min_dwell_s')
+    (tmp_path / 'q.yaml').write_text(yaml.safe_dump(data))
+    expert = build_graph(load_profile(str(tmp_path / 'q.yaml')), nodes=['action_expert'])[0].parameters
+    assert expert['gripper_name'] == '' and 'gripper_threshold' not in expert

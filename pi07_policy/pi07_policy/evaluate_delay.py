@@ -11,9 +11,10 @@ chunk arrives D control steps after its observation, the world going on meanwhil
          baseline)
   pause  synchronous: the robot holds still while each chunk is computed, then plays `--execute-steps` of its
          rows from row 0 (the RTC paper's synchronous baseline; episodes last longer)
-With `--gripper-confirm-s L` a gripper switch planned more than L s after its observation holds the robot for a
-chunk from the present (control/gripper_confirm.py): synchronous at the grasps and releases, as the mode says
-elsewhere. D steps of 0.1 s stand for the ROS stack's own latency (≈ 1 step) plus its injected delay (0–300 ms:
+With `--gripper-confirm-s L` a chunk whose first row to play was planned more than L s after its observation stops
+the robot before its first gripper switch, and a chunk taken with the robot still decides it
+(control/gripper_confirm.py): synchronous at the grasps and releases, as the mode says elsewhere.
+D steps of 0.1 s stand for the ROS stack's own latency (≈ 1 step) plus its injected delay (0–300 ms:
 D = 1..4); here the delay is exact and no other load on the machine changes it. Writes `delay.json` (every episode, a
 summary per cell, and per mode the success lost from the smallest to the largest delay) and `delay.md`.
 """
@@ -67,8 +68,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"RTC vs synchronous execution in simulated time: `{report['checkpoint']}` ({report['embodiment']}), "
              f"seeds {report['seeds'][0]}–{report['seeds'][1] - 1}, {report['execute_steps']} rows per chunk "
              f"(pause) / re-planned every max(rows, D) steps, rtc_method {report['rtc_method']}"
-             + (f", gripper switches planned more than {report['gripper_confirm_s']} s ahead confirmed from a "
-                f"fresh chunk" if report.get('gripper_confirm_s') else '') + '.', '',
+             + (f", the gripper switches of chunks more than {report['gripper_confirm_s']} s late confirmed from a "
+                f"chunk taken with the robot still" if report.get('gripper_confirm_s') else '') + '.', '',
              '| mode | ' + ' | '.join(f'D = {d} ({d * 100} ms)' for d in delays) + ' | success lost |',
              '|---|' + '---|' * (len(delays) + 1)]
     by = {(c['mode'], c['delay_steps']): c['summary'] for c in report['cells']}

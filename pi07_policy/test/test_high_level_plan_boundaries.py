@@ -72,3 +72,16 @@ def test_no_skip_where_a_monitor_reports(node):
     node._decide(task)
     assert node._current == PLAN[0]
     assert np.isclose(node._status_msg.subtasks_done, 0)
+
+
+def test_a_grace_that_is_not_a_number_fails_configure(tmp_path):
+    from inprocess_node import configured_node
+    from lifecycle_msgs.msg import State
+
+    from pi07_policy.nodes.high_level_policy import HighLevelPolicyNode
+
+    hl = configured_node(HighLevelPolicyNode, 'high_level_policy', tmp_path, overrides={'status_grace_s': float('nan')})
+    try:
+        assert hl._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    finally:
+        hl.destroy_node()

@@ -188,7 +188,7 @@ def run_episode(policy, env, seed: int, *, execute_steps: int = 5, subtask_sourc
                 confirming, next_request = False, arrival   # chunk makes the switch, asynchronous again at once
         else:
             held_at = None
-            if confirm is not None:   # as the action expert publishes it: cut short of a switch planned too far ahead
+            if confirm is not None:   # as the action expert publishes it: a late chunk is cut short of its switch
                 # the gripper as the robot will command it when this chunk takes over (the one playing, at arrival)
                 gripper = commanded_gripper if current is None else \
                     float(current[1][min(arrival - current[0], len(current[1]) - 1)][-1])
@@ -387,9 +387,9 @@ def build_parser(description: str = 'closed-loop rollouts of a VLA checkpoint in
                         help='after the gripper switches, obey the opposite command only this much later (the '
                              'executor\'s gripper_min_dwell_s; 0 = off)')
     parser.add_argument('--gripper-confirm-s', type=float, default=0.0,
-                        help='obey a gripper switch only from a row planned at most this long after its observation; '
-                             'a switch planned further ahead holds the robot for a chunk from the present (the '
-                             'action expert\'s gripper_confirm_lead_s; 0 = off)')
+                        help='a chunk whose first row to play was planned more than this long after its observation '
+                             'stops the robot before its first gripper switch, and a chunk taken with the robot '
+                             'still decides it (the action expert\'s gripper_confirm_lead_s; 0 = off)')
     parser.add_argument('--jobs', type=int, default=1,
                         help='split the seeds over this many processes (one torch thread each; same results)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')

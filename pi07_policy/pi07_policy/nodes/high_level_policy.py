@@ -12,6 +12,7 @@ docs/interfaces.md#high_level_policy.
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -54,6 +55,10 @@ class HighLevelPolicyNode(WorkerNode):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         path = param(self, 'checkpoint')
         set_torch_threads(int(param(self, 'torch_threads')))
+        grace = param(self, 'status_grace_s')
+        if not (math.isfinite(grace) and grace >= 0):   # NaN: a plan would never move on without a monitor
+            self.get_logger().error(f'status_grace_s must be a number >= 0, got {grace}')
+            return TransitionCallbackReturn.FAILURE
         if path:
             try:
                 from pi07_policy.models.high_level.policy import HighLevelPolicy
