@@ -252,6 +252,26 @@ def test_high_level_and_world_model_subcommands(setup):
     assert json.loads((root / 'wm_export' / 'config.json').read_text())['embodiment'] == 'testbot'
 
 
+def test_world_model_open_loop_evaluation_on_a_datasets_held_out_split(setup, capsys):
+    """`evaluation_world_model --dataset`: the held-out episodes of a converted dataset, with the copy baseline
+    computed on those samples (the images of this dataset change brightness with the step, so a subgoal differs
+    from its current frame)."""
+    root, profile_path = setup
+    if not (root / 'wm_export').is_dir():
+        assert train_cli.main(['world_model', *_common(root, profile_path, 'wm'), '--steps', '4', '--vae-steps',
+                               '4', '--batch-size', '4', '--image-size', '16']) == 0
+    from pi07_world_model import evaluation_world_model
+    capsys.readouterr()
+    evaluation_world_model.main([str(root / 'wm_export'), '--dataset', str(root / 'dataset'), '--split', 'val',
+                                 '--samples', '6'])
+    report = json.loads(capsys.readouterr().out)
+    assert report['samples'] == 6
+    assert report['mse_copy_current'] > 0
+    assert all(np.isfinite(report[k]) for k in ('mse_generated', 'mse_vae_reconstruction', 'mse_wrong_subtask'))
+    with pytest.raises(ValueError, match="no episodes in split 'nope'"):
+        evaluation_world_model.main([str(root / 'wm_export'), '--dataset', str(root / 'dataset'), '--split', 'nope'])
+
+
 class _FakeTask:
     instruction = 'put the red block in the bowl'
     plan = ['pick up the red block', 'place the red block in the bowl']

@@ -7,14 +7,21 @@ Metrics (per-pixel MSE in [-1, 1] units, mean over samples and cameras):
 - `mse_wrong_subtask`: generated with another sample's subtask (a model that reads the text does worse here).
 
     python -m pi07_world_model.evaluation_world_model runs/wm/world_model --samples 128
+    python -m pi07_world_model.evaluation_world_model pi07_bringup/checkpoints/sim_gantry/world_model \
+        --dataset data/datasets/gantry --split val --samples 256      # held-out episodes of a converted dataset
+
+With `--dataset`, the samples are drawn at random (seeded) from that split of a dataset made by
+`pi07_policy.data.convert`, as `train world_model` builds them (subgoal = the frame where the subtask is done, or
+3 s ahead).
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from .modeling_world_model import WorldModel
 from .synthetic import MovingBlocksDataset
@@ -44,6 +51,17 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
     return out
 
 
+def dataset_samples(root: str, split: str, num_samples: int, seed: int) -> Dataset:
+    """`num_samples` items drawn at random (seeded) from a converted dataset's split, as the trainer builds them."""
+    from pi07_policy.data.datasets import WorldModelDataset
+    dataset = WorldModelDataset(root, split)
+    if len(dataset) == 0:
+        raise ValueError(f'{root}: the {split!r} split has no samples')
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(dataset), size=min(num_samples, len(dataset)), replace=False)
+    return Subset(dataset, sorted(int(i) for i in picks))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('checkpoint')
@@ -51,10 +69,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--data-seed', type=int, default=1, help='synthetic data seed (training used 0)')
     parser.add_argument('--guidance-scale', type=float, default=None)
     parser.add_argument('--threads', type=int, default=1)
+    parser.add_argument('--dataset', default=None, help='a converted dataset (default: synthetic samples)')
+    parser.add_argument('--split', default='val', help='with --dataset: its split')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = WorldModel.from_pretrained(args.checkpoint)
-    data = MovingBlocksDataset(args.samples, model.config.image_size, model.config.camera_names, seed=args.data_seed)
+    if args.dataset:
+        torch.manual_seed(args.data_seed)   # the dataset's coin (subtask end or 3 s ahead) per sample
+        data = dataset_samples(args.dataset, args.split, args.samples, args.data_seed)
+    else:
+        data = MovingBlocksDataset(args.samples, model.config.image_size, model.config.camera_names,
+                                   seed=args.data_seed)
     print(json.dumps(evaluate(model, data, args.samples, guidance_scale=args.guidance_scale), indent=1))
 
 
