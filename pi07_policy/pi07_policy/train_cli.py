@@ -130,6 +130,24 @@ def widen_goal_head_for_keyframe(weights: dict, config) -> dict:
     return {key: new}
 
 
+def widen_goal_head_for_subgoal(weights: dict, config) -> dict:
+    """The first layer of `vision_goal_head` of a VLA without `vision_goal_reads_subgoal`, widened for one with it:
+    the subgoal images' summaries (max_cameras * D inputs) go in before the state's, at zero weight (the widened
+    head computes what the old one did until training moves them); `subgoal_vision` starts as a copy of the image
+    encoder (`vision`)."""
+    key = 'vision_goal_head.0.weight'
+    old = weights[key]
+    d, cams = config.decoder.hidden_size, config.max_cameras
+    state_in = config.state_dim if config.vision_goal_reads_state else 0
+    views = old.shape[1] - state_in
+    new = old.new_zeros(old.shape[0], old.shape[1] + cams * d)
+    new[:, :views] = old[:, :views]
+    if state_in:
+        new[:, -state_in:] = old[:, -state_in:]
+    encoder = {'subgoal_' + k: v for k, v in weights.items() if k.startswith('vision.')}
+    return {key: new, **encoder}
+
+
 def transfer_init(source: str, config, profile: ProfileSpec, dataset: VLADataset, seed: int, delta: bool = True):
     """Start from another embodiment's VLA (`train vla --transfer-from`), as one fine-tunes a base model on a new
     robot: every tensor whose name and shape fit this command's model (image encoder, backbone, the expert's
@@ -242,6 +260,11 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                 # text condition's inputs, at zero weight, so the fine-tune starts from the same function
                 config = replace(config, memory_keeps_first_frame=True, vision_goal_reads_memory=True)
                 init_weights.update(widen_goal_head_for_keyframe(init_weights, config))
+            if args.subgoal_goal_head and not config.vision_goal_reads_subgoal:
+                if not config.goal_loss_weight > 0:
+                    raise SystemExit(f'--subgoal-goal-head: {args.init_from} has no goal heads (--goal-weight)')
+                init_weights.update(widen_goal_head_for_subgoal(init_weights, config))
+                config = replace(config, vision_goal_reads_subgoal=True)
             if args.keyframe_encoder and not config.keyframe_encoder:
                 if not config.vision_goal_reads_memory:
                     raise SystemExit(f'--keyframe-encoder: {args.init_from} was not trained with --memory-keyframe')
@@ -269,6 +292,9 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                         # the keyframe head learns to read the first frame where it is given, as in the VLA's steps
                         memory_prob=args.goal_pretrain_memory_prob if config.vision_goal_reads_memory else 0.0,
                         memory_keep_first=config.memory_keeps_first_frame, memory_frames=1,
+                        # the subgoal head reads the frame where the subtask is done: the goal's own state
+                        subgoal_prob=args.goal_pretrain_subgoal_prob if config.vision_goal_reads_subgoal else 0.0,
+                        subgoal_end_prob=1.0,
                         hindsight_return_prob=args.hindsight_return_prob,
                         hindsight_return_dims=args.hindsight_return_dims, repeat=parse_repeat(args.repeat)),
                     'goal_pretrain_steps': args.goal_pretrain_steps,
@@ -505,6 +531,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--keyframe-encoder', action='store_true',
                    help='with --memory-keyframe: the keyframe gets its own copy of the image encoder, used by the goal '
                         'head only (with --init-from a VLA without one, a copy of its image encoder)')
+    p.add_argument('--subgoal-goal-head', action='store_true',
+                   help='with --init-from: the goal head also reads the subgoal images (the frame where the subtask is '
+                        'done shows the goal), through their own copy of the image encoder; train it with '
+                        '--goal-head-only (docs/evaluation.md, session 21)')
+    p.add_argument('--goal-pretrain-subgoal-prob', type=float, default=0.5,
+                   help='with --subgoal-goal-head: fraction of goal samples given the subgoal image of their subtask '
+                        'done')
     p.add_argument('--goal-head-only', action='store_true',
                    help='with --init-from: train only the image-encoder goal estimate\'s own parts (its head and the '
                         'keyframe encoder) for --steps steps on the goal-pretraining samples, at --goal-pretrain-lr '

@@ -183,6 +183,57 @@ def test_vla_fine_tune_adds_the_memory_keyframe(setup):
     assert config['memory_keeps_first_frame'] and config['vision_goal_reads_memory']
 
 
+def test_vla_goal_head_learns_to_read_subgoal_images(setup):
+    """--subgoal-goal-head --goal-head-only: the goal head is widened for the subgoal images at zero weight (the
+    same estimate as before, with or without them), the subgoal encoder starts as a copy of the image encoder, only
+    the goal path changes in training, and the trained head's estimate then depends on the subgoal image."""
+    from safetensors.torch import load_file
+
+    from pi07_policy.checkpoint import load_checkpoint
+    from pi07_policy.models.vla.configuration_vla import VLAConfig
+    from pi07_policy.models.vla.modeling_vla import VLAModel
+    root, profile_path = setup
+    base = ['--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-conditioning', '--vision-goal-displacement']
+    assert train_cli.main(['vla', *_common(root, profile_path, 'sg_base'), *base, '--steps', '2',
+                           '--batch-size', '4']) == 0
+    ckpt = load_checkpoint(root / 'sg_base_export', VLAConfig.model_type, config_cls=VLAConfig)
+    wide_config = replace(ckpt.config, vision_goal_reads_subgoal=True)
+    old, wide = VLAModel(ckpt.config).eval(), VLAModel(wide_config).eval()
+    old.load_state_dict(ckpt.state_dict)
+    wide.load_state_dict({**ckpt.state_dict, **train_cli.widen_goal_head_for_subgoal(ckpt.state_dict, wide_config)})
+    torch.manual_seed(0)
+    b, cams, size, d = 2, 2, ckpt.config.vision.image_size, ckpt.config.decoder.hidden_size
+    batch = {'image_mask': torch.ones(b, cams, dtype=torch.bool), 'state': torch.randn(b, 3),
+             'text_ids': torch.randint(0, 50, (b, 8)), 'text_mask': torch.ones(b, 8, dtype=torch.bool)}
+    with_subgoal = {**batch, 'subgoal_images': torch.rand(b, cams, 3, size, size),
+                    'subgoal_mask': torch.ones(b, cams, dtype=torch.bool)}
+    tokens = torch.randn(b, cams * ckpt.config.vision.tokens_per_image, d)
+    with torch.no_grad():
+        torch.testing.assert_close(wide.vision_goal(tokens, batch), old.vision_goal(tokens, batch))
+        torch.testing.assert_close(wide.vision_goal(tokens, with_subgoal), old.vision_goal(tokens, batch))
+
+    assert train_cli.main(['vla', *_common(root, profile_path, 'sg_goal'), *base,
+                           '--init-from', str(root / 'sg_base_export'), '--subgoal-goal-head', '--goal-head-only',
+                           '--steps', '30', '--goal-pretrain-batch-size', '8', '--goal-pretrain-lr', '3e-3',
+                           '--goal-pretrain-subgoal-prob', '0.5']) == 0
+    before, after = (load_file(root / f'{n}_export' / 'model.safetensors') for n in ('sg_base', 'sg_goal'))
+    changed = {k.split('.')[0] for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {'vision_goal_head'}, changed      # the backbone, the expert and the image encoder as they were
+    copies = [k for k in after if k.startswith('subgoal_vision.')]
+    assert copies and set(copies) == {'subgoal_' + k for k in before if k.startswith('vision.')}
+    config = json.loads((root / 'sg_goal_export' / 'config.json').read_text())['config']
+    assert config['vision_goal_reads_subgoal']
+    trained = load_checkpoint(root / 'sg_goal_export', VLAConfig.model_type, config_cls=VLAConfig)
+    model = VLAModel(trained.config).eval()
+    model.load_state_dict({k: v.float() for k, v in trained.state_dict.items()})
+    other = {**with_subgoal, 'subgoal_images': 1 - with_subgoal['subgoal_images']}
+    with torch.no_grad():
+        assert not torch.allclose(model.vision_goal(tokens, with_subgoal), model.vision_goal(tokens, other))
+        torch.testing.assert_close(model.vision_goal(tokens, batch),   # no subgoal: the input is zeros
+                                   model.vision_goal(tokens, {**other, 'subgoal_mask': torch.zeros(b, cams,
+                                                                                                   dtype=torch.bool)}))
+
+
 def test_vla_transfer_from_another_embodiment(setup, tmp_path):
     """--transfer-from: another embodiment's VLA starts this one's (its backbone and image encoder, its text
     tokenizer); the layers sized by the state and the actions start fresh; the export is this embodiment's and the

@@ -292,6 +292,7 @@ class VLADataset(EpisodeDataset):
             sample['images'] = {c: shift_augment(arr.images[c][t], self.image_shift) for c in self.camera_names}
             with_subgoal, with_memory = self._extras()
             with_memory = with_memory or relabel is not None   # only the first frame shows where it started
+            with_subgoal = with_subgoal and relabel is None    # the recorded future is not the relabelled goal's
             if with_subgoal:
                 g = self.subgoal_step(k, t, _rand() < self.subgoal_end_prob)
                 sample['subgoal_images'] = {c: np.array(arr.images[c][g]) for c in self.camera_names}

@@ -114,6 +114,11 @@ class VLAConfig:
     # that path can then be trained after the VLA (`train vla --goal-head-only`) without moving the tokens the
     # backbone and the expert were trained on.
     keyframe_encoder: bool = False
+    # Subgoal images read by the goal head (π0.7's visual subgoals as a goal, not only as prompt tokens): a subgoal
+    # image of the subtask done shows the robot where the subtask ends, which is the goal head's target. Read by
+    # their own copy of the image encoder (`subgoal_vision`), like the keyframe, so the path can be trained after
+    # the VLA (`train vla --goal-head-only --subgoal-goal-head`); without subgoal images that input is zeros.
+    vision_goal_reads_subgoal: bool = False
     # Training-time Real-Time Chunking (Black et al. 2025, "Training-Time Action Conditioning for Efficient
     # Real-Time Chunking"): a fraction `rtc_train_prob` of the training samples gets the first d ~ U{1..
     # rtc_max_delay} actions of its chunk clean (flow time 0 on those tokens, no loss on them): the rows the robot
@@ -161,6 +166,8 @@ class VLAConfig:
             raise ValueError('vision_goal_reads_memory needs the goal heads (goal_loss_weight > 0)')
         if self.keyframe_encoder and not self.vision_goal_reads_memory:
             raise ValueError('keyframe_encoder is the goal head\'s keyframe path: it needs vision_goal_reads_memory')
+        if self.vision_goal_reads_subgoal and not self.goal_loss_weight > 0:
+            raise ValueError('vision_goal_reads_subgoal needs the goal heads (goal_loss_weight > 0)')
         if not self.rtc_prefix_noise >= 0:
             raise ValueError(f'rtc_prefix_noise must be >= 0, got {self.rtc_prefix_noise}')
         if not 0 <= self.rtc_train_prob <= 1:

@@ -156,17 +156,21 @@ class VLAModel(nn.Module):
             # current images (+ the memory keyframe and the subtask's text condition: which of the two holds the goal
             # depends on the subtask, "pick up the red block" or "put the red block back where it was")
             views = (2 * config.max_cameras * d + d) if config.vision_goal_reads_memory else config.max_cameras * d
+            if config.vision_goal_reads_subgoal:   # + the subgoal images' summaries, before the state
+                views += config.max_cameras * d
             self.vision_goal_head = nn.Sequential(nn.Linear(views + state_in, 2 * d),
                                                   nn.SiLU(), nn.Linear(2 * d, config.state_dim))
             if config.keyframe_encoder:   # the keyframe's own encoder (a copy of `vision` when added to a VLA)
                 self.keyframe_vision = VisionEncoder(config.vision, d)
+            if config.vision_goal_reads_subgoal:   # the subgoal images' own encoder (a copy of `vision` when added)
+                self.subgoal_vision = VisionEncoder(config.vision, d)
         if config.goal_conditioning:   # [goal estimate, state] -> adaRMS condition of the expert
             self.goal_cond_mlp = nn.Sequential(nn.Linear(2 * config.state_dim, e), nn.SiLU(), nn.Linear(e, e))
         self._init_weights()
 
     def _init_weights(self):
         for name, p in self.named_parameters():
-            if name.startswith(('vision.siglip', 'keyframe_vision.siglip')):
+            if name.startswith(('vision.siglip', 'keyframe_vision.siglip', 'subgoal_vision.siglip')):
                 continue  # transformers initialises SigLIP itself
             if p.ndim == 2 and 'modulation' not in name:
                 nn.init.normal_(p, std=0.02)
@@ -265,7 +269,7 @@ class VLAModel(nn.Module):
     def vision_goal(self, image_tokens: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """image tokens (B, N * P, D) -> predicted goal state (B, Ds) from the camera summaries (with
         vision_goal_reads_memory, also the memory keyframe's, zeros where a sample has no memory, and the subtask's
-        text condition) and the state;
+        text condition; with vision_goal_reads_subgoal, the subgoal images' through their own encoder) and the state;
         or, without vision_goal_reads_state, the state plus a displacement from the summaries alone."""
         summary = self._camera_summaries(image_tokens, batch['image_mask'])
         if self.config.vision_goal_reads_memory:
@@ -278,9 +282,21 @@ class VLAModel(nn.Module):
                 key = self._camera_summaries(key_tokens, key_mask)
             text = cond if cond is not None else summary.new_zeros(summary.shape[0], self.config.decoder.hidden_size)
             summary = torch.cat([summary, key, text], dim=1)
+        if self.config.vision_goal_reads_subgoal:
+            summary = torch.cat([summary, self._subgoal_summaries(batch)], dim=1)
         if not self.config.vision_goal_reads_state:   # the displacement to the goal, seen in the images
             return batch['state'] + self.vision_goal_head(summary)
         return self.vision_goal_head(torch.cat([summary, batch['state']], dim=1))
+
+    def _subgoal_summaries(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B, max_cameras * D): the subgoal images' camera summaries through `subgoal_vision`, zeros for absent
+        (or dropped) ones."""
+        b, d = batch['state'].shape[0], self.config.decoder.hidden_size
+        if 'subgoal_images' not in batch or 'subgoal_mask' not in batch:
+            return batch['state'].new_zeros(b, self.config.max_cameras * d)
+        _, cond = self._embed_text(batch)
+        tokens = self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], 1, cond, self.subgoal_vision)
+        return self._camera_summaries(tokens, batch['subgoal_mask'])
 
     def _goal_error(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Masked MSE to the goal state. Samples whose subtask prompt dropout removed count too: the heads learn
@@ -308,7 +324,8 @@ class VLAModel(nn.Module):
         """Parameter-name prefixes of what only the image-encoder goal estimate uses: its head and, with
         keyframe_encoder, the keyframe's encoder. Training only these (`train vla --goal-head-only`) changes the
         goal input the expert reads and nothing else."""
-        return ('vision_goal_head', 'keyframe_vision') if self.config.keyframe_encoder else ('vision_goal_head',)
+        return ('vision_goal_head',) + (('keyframe_vision',) if self.config.keyframe_encoder else ()) + \
+            (('subgoal_vision',) if self.config.vision_goal_reads_subgoal else ())
 
     def vision_goal_loss(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Goal-state regression through the image encoder only (no backbone, no expert): steps ~8x cheaper
