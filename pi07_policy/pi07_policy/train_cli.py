@@ -539,9 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='with --subgoal-goal-head: fraction of goal samples given the subgoal image of their subtask '
                         'done')
     p.add_argument('--goal-head-only', action='store_true',
-                   help='with --init-from: train only the image-encoder goal estimate\'s own parts (its head and the '
-                        'keyframe encoder) for --steps steps on the goal-pretraining samples, at --goal-pretrain-lr '
-                        'and --goal-pretrain-batch-size; what the backbone and the expert read does not change')
+                   help='with --init-from: train only the image-encoder goal estimate\'s own parts (its head, the '
+                        'keyframe and subgoal encoders) for --steps steps on the goal-pretraining samples, at '
+                        '--goal-pretrain-lr and --goal-pretrain-batch-size; what the backbone and the expert read does '
+                        'not change')
     p.add_argument('--hindsight-return-prob', type=float, default=0.0,
                    help='goal samples: the fraction, among those after an object\'s pick, relabelled "put the <object> '
                         'block back where it was" with the keyframe and the end of that pick as the goal')
