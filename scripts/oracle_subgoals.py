@@ -28,9 +28,10 @@ class OracleSubgoals:
     """A `subgoal_fn` for `pi07_policy.data.rollout`: the frame where the scripted expert, started from the
     episode's current state in a shadow simulator, finishes the current subtask (or `ahead_s` on, if sooner)."""
 
-    def __init__(self, env, mode: str = 'end', period_s: float = 3.0, ahead_s: float = 3.0):
+    def __init__(self, env, seed: int, mode: str = 'end', period_s: float = 3.0, ahead_s: float = 3.0):
         from pi07_sim.env import TabletopEnv
-        self.env, self.mode, self.period_s, self.ahead_s = env, mode, float(period_s), float(ahead_s)
+        self.env, self.seed, self.mode = env, int(seed), mode
+        self.period_s, self.ahead_s = float(period_s), float(ahead_s)
         self.shadow = TabletopEnv(env.embodiment, env.task_family, image_size=env.image_size)
         self.subtask, self.last_s, self.images = None, -np.inf, None
         self.made, self.lookahead_s = 0, []
@@ -50,8 +51,8 @@ class OracleSubgoals:
     def _imagine(self) -> dict[str, np.ndarray]:
         from pi07_sim.expert import make_expert
         env, shadow = self.env, self.shadow
-        shadow.reset(seed=env.seed_of_episode)
-        shadow._tracker = copy.deepcopy(env._tracker)           # the same progress as the episode
+        shadow.reset(seed=self.seed)                              # the episode's task and layout
+        shadow._tracker = copy.deepcopy(env._tracker)             # its progress (privileged, as the whole script)
         shadow.set_target(env.current_target())
         shadow.data.qvel[:] = env.data.qvel
         shadow.sync(env.state(), env.object_poses(), env.time)
@@ -85,10 +86,9 @@ def run_share(args, seeds: list[int]) -> list[dict]:
     try:
         for seed in seeds:
             policy.reseed(seed)
-            env.seed_of_episode = seed
             subgoal_fn = None
             if args.subgoals == 'oracle':
-                subgoal_fn = OracleSubgoals(env, args.mode, args.period_s)
+                subgoal_fn = OracleSubgoals(env, seed, args.mode, args.period_s)
             elif world_model is not None:
                 subgoal_fn = WorldModelSubgoals(lambda obs, seed: _generate(world_model, obs, seed), args.period_s)
             result = run_episode(policy, env, seed, execute_steps=args.execute_steps, gripper_dwell_s=dwell,

@@ -236,6 +236,10 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
     if args.transfer_from and (args.init_from or args.goal_head_only):
         raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
+    if args.subgoal_goal_head and (args.init_from is None or resume is not None):
+        raise SystemExit('--subgoal-goal-head widens a trained VLA\'s goal head: give --init-from, not --resume')
+    if not 0 <= args.goal_pretrain_subgoal_prob <= 1:
+        raise SystemExit(f'--goal-pretrain-subgoal-prob must be in [0, 1], got {args.goal_pretrain_subgoal_prob}')
     config = vla_config(args, profile)
     init_weights = None
     if resume is not None or args.init_from:

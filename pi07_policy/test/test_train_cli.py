@@ -232,6 +232,12 @@ def test_vla_goal_head_learns_to_read_subgoal_images(setup):
         torch.testing.assert_close(model.vision_goal(tokens, batch),   # no subgoal: the input is zeros
                                    model.vision_goal(tokens, {**other, 'subgoal_mask': torch.zeros(b, cams,
                                                                                                    dtype=torch.bool)}))
+    with pytest.raises(SystemExit, match='init-from'):   # nothing to widen: it would silently do nothing
+        train_cli.main(['vla', *_common(root, profile_path, 'sg_bad'), *base, '--subgoal-goal-head', '--steps', '2'])
+    with pytest.raises(SystemExit, match=r'\[0, 1\]'):
+        train_cli.main(['vla', *_common(root, profile_path, 'sg_bad'), *base, '--init-from',
+                        str(root / 'sg_base_export'), '--subgoal-goal-head', '--goal-head-only',
+                        '--goal-pretrain-subgoal-prob', '1.5'])
 
 
 def test_vla_transfer_from_another_embodiment(setup, tmp_path):

@@ -272,8 +272,10 @@ class VLAModel(nn.Module):
         text condition; with vision_goal_reads_subgoal, the subgoal images' through their own encoder) and the state;
         or, without vision_goal_reads_state, the state plus a displacement from the summaries alone."""
         summary = self._camera_summaries(image_tokens, batch['image_mask'])
-        if self.config.vision_goal_reads_memory:
+        cond = None   # the subtask's text condition, embedded once for the keyframe and subgoal paths
+        if self.config.vision_goal_reads_memory or self.config.vision_goal_reads_subgoal:
             _, cond = self._embed_text(batch)
+        if self.config.vision_goal_reads_memory:
             key = torch.zeros_like(summary)
             if 'memory_keyframe' in batch and 'memory_mask' in batch:
                 key_mask = batch['memory_mask'].any(-1)                                     # (B, N'): dropout too
@@ -283,18 +285,17 @@ class VLAModel(nn.Module):
             text = cond if cond is not None else summary.new_zeros(summary.shape[0], self.config.decoder.hidden_size)
             summary = torch.cat([summary, key, text], dim=1)
         if self.config.vision_goal_reads_subgoal:
-            summary = torch.cat([summary, self._subgoal_summaries(batch)], dim=1)
+            summary = torch.cat([summary, self._subgoal_summaries(batch, cond)], dim=1)
         if not self.config.vision_goal_reads_state:   # the displacement to the goal, seen in the images
             return batch['state'] + self.vision_goal_head(summary)
         return self.vision_goal_head(torch.cat([summary, batch['state']], dim=1))
 
-    def _subgoal_summaries(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, max_cameras * D): the subgoal images' camera summaries through `subgoal_vision`, zeros for absent
-        (or dropped) ones."""
+    def _subgoal_summaries(self, batch: dict[str, torch.Tensor], cond: torch.Tensor | None) -> torch.Tensor:
+        """(B, max_cameras * D): the subgoal images' camera summaries through `subgoal_vision` (FiLM'd by `cond`,
+        the subtask's text condition), zeros for absent (or dropped) ones."""
         b, d = batch['state'].shape[0], self.config.decoder.hidden_size
         if 'subgoal_images' not in batch or 'subgoal_mask' not in batch:
             return batch['state'].new_zeros(b, self.config.max_cameras * d)
-        _, cond = self._embed_text(batch)
         tokens = self._encode_images(batch['subgoal_images'], batch['subgoal_mask'], 1, cond, self.subgoal_vision)
         return self._camera_summaries(tokens, batch['subgoal_mask'])
 
