@@ -112,21 +112,25 @@ def build_graph(profile: Profile, *, nodes: list[str] | None = None, use_sim_tim
 
 
 def _match_memory_layout(specs: list[NodeSpec], profile: Profile, overrides: dict[str, dict[str, Any]]) -> None:
-    """A VLA trained with memory keyframes (`memory_keeps_first_frame` in its config) needs the memory node to
-    keep the first frame: set `keep_first_frame` from the action expert's checkpoint unless the profile or an
-    override sets it."""
+    """A VLA trained with memory keyframes (`memory_keeps_first_frame` in its config), or a world model that reads
+    them (`reads_keyframe`), needs the memory node to keep the first frame: set `keep_first_frame` from their
+    checkpoints unless the profile or an override sets it."""
     by_name = {s.name: s for s in specs}
-    memory, expert = by_name.get('memory'), by_name.get('action_expert')
+    memory = by_name.get('memory')
     entry = profile.nodes.get('memory')
-    if memory is None or expert is None or 'keep_first_frame' in overrides.get('memory', {}) or (
+    if memory is None or 'keep_first_frame' in overrides.get('memory', {}) or (
             entry is not None and 'keep_first_frame' in entry.parameters):
         return
-    try:
-        config = json.loads((Path(str(expert.parameters.get('checkpoint', ''))) / 'config.json').read_text())
-    except (OSError, ValueError):
-        return   # no readable checkpoint here: the node reports it when it configures
-    if isinstance(config, dict) and (config.get('config') or {}).get('memory_keeps_first_frame'):
-        memory.parameters['keep_first_frame'] = True
+    for node, key in (('action_expert', 'memory_keeps_first_frame'), ('world_model', 'reads_keyframe')):
+        spec = by_name.get(node)
+        if spec is None:
+            continue
+        try:
+            config = json.loads((Path(str(spec.parameters.get('checkpoint', ''))) / 'config.json').read_text())
+        except (OSError, ValueError):
+            continue   # no readable checkpoint here: the node reports it when it configures
+        if isinstance(config, dict) and (config.get('config') or {}).get(key):
+            memory.parameters['keep_first_frame'] = True
 
 
 def params_file_content(spec: NodeSpec) -> dict:

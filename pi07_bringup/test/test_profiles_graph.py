@@ -167,8 +167,8 @@ def test_params_file_quotes_strings_that_yaml_1_1_reads_as_booleans():
 
 
 def test_memory_keeps_the_first_frame_for_a_keyframe_vla(tmp_path):
-    """A VLA trained with memory keyframes gets a memory node that keeps them, unless the profile or an override
-    says otherwise; other VLAs leave the memory node's default."""
+    """A VLA trained with memory keyframes (or a world model that reads them) gets a memory node that keeps them,
+    unless the profile or an override says otherwise; other VLAs leave the memory node's default."""
     import json
     profile = load_profile('sim_gantry')
     (tmp_path / 'config.json').write_text(json.dumps({'config': {'memory_keeps_first_frame': True}}))
@@ -180,6 +180,11 @@ def test_memory_keeps_the_first_frame_for_a_keyframe_vla(tmp_path):
     assert keep_first(checkpoints={'action_expert': str(tmp_path)},
                       parameter_overrides={'memory': {'keep_first_frame': False}}) is False
     assert keep_first(checkpoints={'action_expert': str(tmp_path / 'missing')}) is None
+    # a world model that reads keyframes needs them as much
+    (tmp_path / 'wm').mkdir()
+    (tmp_path / 'wm' / 'config.json').write_text(json.dumps({'config': {'reads_keyframe': True}}))
+    assert keep_first(checkpoints={'action_expert': str(tmp_path / 'missing'), 'world_model': str(tmp_path / 'wm')}) \
+        is True
 
 
 def test_the_action_expert_watches_the_executors_gripper(tmp_path):

@@ -67,20 +67,36 @@ def evaluate(policy, dataset: VLADataset, stride: int = 5, max_episodes: int | N
 
 
 def evaluate_goal(policy, root: str | Path, split: str = 'val', include: list[str] | None = None,
-                  max_samples: int | None = None, progress: bool = True, with_memory: bool = False) -> dict[str, Any]:
+                  max_samples: int | None = None, progress: bool = True, with_memory: bool = False,
+                  subgoals: str = 'none', world_model=None, seed: int = 0) -> dict[str, Any]:
     """The image encoder's goal head at the first step of each subtask segment vs the recorded state at the
     segment's end (`VLAPolicy.predict_goal`), robot units; overall and per subtask text. `with_memory`: the
-    recorded memory frames too, laid out as the model was trained (a keyframe model's head reads the first)."""
+    recorded memory frames too, laid out as the model was trained (a keyframe model's head reads the first).
+    `subgoals` (for a head that reads them: `--subgoal-goal-head`): 'none'; 'recorded', the frame where the subtask
+    is done; 'world_model', what `world_model` (a WorldModel) draws from the images, the subtask and the episode's
+    first frames (its keyframe, whether or not the policy gets memory)."""
     from tqdm.auto import tqdm
+    if subgoals not in ('none', 'recorded', 'world_model'):
+        raise ValueError(f"subgoals must be 'none', 'recorded' or 'world_model', got {subgoals!r}")
+    if subgoals == 'world_model' and world_model is None:
+        raise ValueError("subgoals='world_model' needs a world_model")
+    # the memory frames are loaded for the world model's keyframe (the oldest slot) even where the policy lacks them
     dataset = VLADataset(root, split, horizon=policy.config.action_horizon, with_actions=False,
                          segment_start_fraction=1e-9, include=include,   # one step per segment: its first
-                         memory_prob=1.0 if with_memory else 0.0,
-                         memory_keep_first=policy.config.memory_keeps_first_frame)
+                         memory_prob=1.0 if with_memory or subgoals == 'world_model' else 0.0,
+                         memory_keep_first=True if subgoals == 'world_model' else
+                         policy.config.memory_keeps_first_frame,
+                         subgoal_prob=1.0 if subgoals == 'recorded' else 0.0, subgoal_end_prob=1.0)
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     errors, subtasks = [], []
     for i in tqdm(range(n), desc='goal head', disable=not progress):
         s = dataset[i]
-        obs = {key: s.get(key) for key in ('images', 'state', 'task', 'subtask', 'metadata', 'memory_images')}
+        keys = ['images', 'state', 'task', 'subtask', 'metadata'] + (['memory_images'] if with_memory else [])
+        obs = {key: s.get(key) for key in keys + (['subgoal_images'] if subgoals == 'recorded' else [])}
+        if subgoals == 'world_model' and s.get('subtask'):
+            request = {key: s.get(key) for key in ('images', 'subtask', 'task', 'metadata')}
+            request['keyframe_images'] = {c: frames[0] for c, frames in s['memory_images'].items()}
+            obs['subgoal_images'] = world_model.generate(request, seed=seed)['subgoal_images']
         errors.append(policy.predict_goal(obs) - s['goal_state'])
         subtasks.append(s.get('subtask') or '')
     err = np.abs(np.stack(errors))
@@ -91,8 +107,8 @@ def evaluate_goal(policy, root: str | Path, split: str = 'val', include: list[st
 
     per_subtask = {text: summary(err[[j for j, t in enumerate(subtasks) if t == text]])
                    for text in sorted(set(subtasks))}
-    return {'state_names': list(dataset.index['state_names']), 'with_memory': with_memory, **summary(err),
-            'per_subtask': per_subtask}
+    return {'state_names': list(dataset.index['state_names']), 'with_memory': with_memory, 'subgoals': subgoals,
+            **summary(err), 'per_subtask': per_subtask}
 
 
 def plot(report: dict[str, Any], path: Path, max_episodes: int = 2) -> None:
@@ -144,11 +160,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--goal', action='store_true',
                         help="also the goal head's error at each subtask's start (models trained with --goal-weight)")
     parser.add_argument('--no-actions', action='store_true', help='skip the action chunks (with --goal)')
+    parser.add_argument('--goal-subgoals', default='none', choices=['none', 'recorded', 'world_model'],
+                        help='with --goal: subgoal images for a goal head that reads them: the recorded frame of the '
+                             'subtask done, or drawn by --world-model (from the images, subtask and first frames)')
+    parser.add_argument('--world-model', default=None, help='with --goal-subgoals world_model: its checkpoint')
     parser.add_argument('--out', default='out/open_loop')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if args.no_actions and not args.goal:
         parser.error('--no-actions leaves nothing to evaluate without --goal')
+    if (args.goal_subgoals == 'world_model') != (args.world_model is not None):
+        parser.error('--goal-subgoals world_model and --world-model go together')
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     from .models.vla.policy import VLAPolicy
@@ -166,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
         summary['first_action_mae'] = dict(zip(report['action_names'], np.round(report['first_action']['mae'], 4)
                                                .tolist()))
     if args.goal:
-        report['goal'] = evaluate_goal(policy, args.dataset, args.split, args.include, with_memory=args.with_memory)
+        world_model = None
+        if args.world_model:
+            from pi07_world_model.modeling_world_model import WorldModel
+            world_model = WorldModel.from_pretrained(args.world_model)
+        report['goal'] = evaluate_goal(policy, args.dataset, args.split, args.include, with_memory=args.with_memory,
+                                       subgoals=args.goal_subgoals, world_model=world_model, seed=args.seed)
         summary['goal_median_error'] = dict(zip(report['goal']['state_names'],
                                                 np.round(report['goal']['median'], 4).tolist()))
     out = Path(args.out)

@@ -206,6 +206,12 @@ def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed:
     return VLAProcessor(config, robot, text, fast, stats)
 
 
+def add_repeat_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--repeat', nargs='+', default=None, metavar='NAME=K',
+                        help='the steps of episodes whose name contains NAME appear K times per epoch (e.g. '
+                             'restore_layout=3: a family that is one episode in five gets more of the batches)')
+
+
 def parse_repeat(pairs: list[str] | None) -> dict[str, int] | None:
     """['restore_layout=3'] -> {'restore_layout': 3}."""
     if not pairs:
@@ -416,12 +422,16 @@ def run_world_model(args, profile: ProfileSpec) -> dict:
 
     from .training import dist_info
 
+    if not 0 <= args.subgoal_end_prob <= 1:
+        raise SystemExit(f'--subgoal-end-prob must be in [0, 1], got {args.subgoal_end_prob}')
     dataset = WorldModelDataset(args.dataset, 'train', subgoal_ahead_s=args.subgoal_ahead_s,
-                                image_shift=args.image_shift, include=args.include)
+                                subgoal_end_prob=args.subgoal_end_prob,
+                                image_shift=args.image_shift, include=args.include, keyframe=args.keyframe,
+                                repeat=parse_repeat(args.repeat))
     check_dataset(dataset, profile)
     factory = CONFIGS[args.config]
     cfg = factory()
-    cfg = replace(cfg, camera_names=tuple(profile.camera_names))
+    cfg = replace(cfg, camera_names=tuple(profile.camera_names), reads_keyframe=args.keyframe)
     if args.image_size:
         cfg = replace(cfg, image_size=args.image_size)
     tc = WorldModelTrainConfig(vae_steps=args.vae_steps, flow_steps=args.steps, batch_size=args.batch_size,
@@ -552,9 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'block back where it was" with the keyframe and the end of that pick as the goal')
     p.add_argument('--hindsight-return-dims', type=int, nargs='+', default=None,
                    help='state dimensions a hindsight goal supervises (default all; the gantry: 0 1, x and y)')
-    p.add_argument('--repeat', nargs='+', default=None, metavar='NAME=K',
-                   help='the steps of episodes whose name contains NAME appear K times per epoch (e.g. '
-                        'restore_layout=3: a family that is one episode in five gets more of the batches)')
+    add_repeat_option(p)
     p.add_argument('--goal-pretrain-batch-size', type=int, default=64)
     p.add_argument('--goal-pretrain-lr', type=float, default=1e-3)
     p.add_argument('--extras-per-batch', action='store_true',
@@ -578,6 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(p, 1500, 16, 1e-3, 'tiny', ['micro', 'tiny'])
     p.add_argument('--vae-steps', type=int, default=600)
     p.add_argument('--subgoal-ahead-s', type=float, default=3.0)
+    p.add_argument('--subgoal-end-prob', type=float, default=0.5,
+                   help='fraction of samples whose subgoal is the frame where the subtask is done (the rest: '
+                        '--subgoal-ahead-s ahead, or the subtask\'s end if sooner); 1: always the subtask done, the '
+                        'target a VLA goal head trained with --subgoal-goal-head reads')
+    add_repeat_option(p)
+    p.add_argument('--keyframe', action='store_true',
+                   help='the model also reads each camera\'s first frame of the task (the memory node\'s keyframe), '
+                        'so it can draw a place only that frame shows ("put it back where it was")')
     return parser
 
 

@@ -433,6 +433,7 @@ def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
 
     def generate(observation, seed=None):
         calls.append((observation['subtask'], observation['images']['scene'][0, 0, 0]))
+        assert observation['keyframe_images']['scene'][0, 0, 0] == 0   # the episode's first images, every time
         assert observation['task'] == 'put the red block in the bowl' and observation['metadata'] == {'quality': 5}
         return {'subgoal_images': {'scene': observation['images']['scene'] + 1}}
 
@@ -443,6 +444,7 @@ def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
 
     task, meta = 'put the red block in the bowl', {'quality': 5}
     assert subgoals(obs(0.0), None, task, meta) is None and calls == []   # no subtask: nothing to imagine
+    assert subgoals.keyframe['scene'][0, 0, 0] == 0                   # ... but the first images are kept
     first = subgoals(obs(0.0), 'pick up the red block', task, meta)
     assert first['scene'][0, 0, 0] == 1
     assert subgoals(obs(2.9), 'pick up the red block', task, meta) is first   # within the period: the same images
@@ -451,3 +453,49 @@ def test_world_model_subgoals_regenerate_on_a_new_subtask_and_every_period():
     assert calls == [('pick up the red block', 0), ('pick up the red block', 30),
                      ('place the red block in the bowl', 35)]
     assert subgoals.generated == 3
+
+
+def test_world_model_with_keyframes_through_training_evaluation_and_a_goal_head(setup, capsys):
+    """`train world_model --keyframe`: the checkpoint reads keyframes (the episode's first frames); the open-loop
+    evaluation adds the wrong-keyframe and no-keyframe rows and can keep one subtask's steps; a goal head that reads
+    subgoal images is scored with the recorded ones and with the world model's."""
+    root, profile_path = setup
+    assert train_cli.main(['world_model', *_common(root, profile_path, 'wmk'), '--steps', '4', '--vae-steps', '4',
+                           '--batch-size', '4', '--image-size', '16', '--keyframe', '--subgoal-end-prob', '1',
+                           '--repeat', 'ep_1=2']) == 0
+    from pi07_world_model import evaluation_world_model
+    from pi07_world_model.modeling_world_model import WorldModel
+    assert WorldModel.from_pretrained(root / 'wmk_export').config.reads_keyframe
+    capsys.readouterr()
+    evaluation_world_model.main([str(root / 'wmk_export'), '--dataset', str(root / 'dataset'), '--split', 'val',
+                                 '--samples', '4', '--subtask-contains', 'place'])
+    report = json.loads(capsys.readouterr().out)
+    assert report['samples'] == 4 and np.isfinite(report['mse_wrong_keyframe']) and np.isfinite(
+        report['mse_no_keyframe'])
+    with pytest.raises(ValueError, match='no samples of a subtask containing'):
+        evaluation_world_model.main([str(root / 'wmk_export'), '--dataset', str(root / 'dataset'),
+                                     '--subtask-contains', 'juggle'])
+    with pytest.raises(SystemExit, match=r'\[0, 1\]'):
+        train_cli.main(['world_model', *_common(root, profile_path, 'wmk_bad'), '--subgoal-end-prob', '2'])
+
+    base = ['--horizon', '6', '--no-ki', '--goal-weight', '1', '--goal-conditioning', '--vision-goal-displacement']
+    if not (root / 'sg_goal_export').is_dir():
+        assert train_cli.main(['vla', *_common(root, profile_path, 'sg_base'), *base, '--steps', '2',
+                               '--batch-size', '4']) == 0
+        assert train_cli.main(['vla', *_common(root, profile_path, 'sg_goal'), *base, '--init-from',
+                               str(root / 'sg_base_export'), '--subgoal-goal-head', '--goal-head-only',
+                               '--steps', '4', '--goal-pretrain-batch-size', '8']) == 0
+    errors = {}
+    for source in ('none', 'recorded', 'world_model'):
+        out = root / f'goal_{source}'
+        extra = ['--world-model', str(root / 'wmk_export')] if source == 'world_model' else []
+        assert evaluate_open_loop.main(['--checkpoint', str(root / 'sg_goal_export'), '--dataset',
+                                        str(root / 'dataset'), '--goal', '--no-actions', '--goal-subgoals', source,
+                                        *extra, '--out', str(out)]) == 0
+        goal = json.loads((out / 'open_loop.json').read_text())['goal']
+        assert goal['subgoals'] == source
+        errors[source] = goal['mae']
+    assert errors['recorded'] != errors['none'] and errors['world_model'] != errors['none']   # the head read them
+    with pytest.raises(SystemExit):   # a world model's subgoals need the world model
+        evaluate_open_loop.main(['--checkpoint', str(root / 'sg_goal_export'), '--dataset', str(root / 'dataset'),
+                                 '--goal', '--no-actions', '--goal-subgoals', 'world_model'])

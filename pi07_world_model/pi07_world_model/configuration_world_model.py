@@ -90,6 +90,12 @@ class WorldModelConfig:
     drop_prob_subtask: float = 0.1
     drop_prob_task: float = 0.3
     drop_prob_metadata: float = 0.3
+    # A MEM keyframe as a second image input: each camera's first frame of the task (the memory node's oldest slot
+    # with keep_first_frame), entering the UNet as more latent channels beside the current scene. A subtask such as
+    # "put the red block back where it was" names a place only that frame shows; without it the world model cannot
+    # draw it. Dropped in training with drop_prob_keyframe, so the model also works without one.
+    reads_keyframe: bool = False
+    drop_prob_keyframe: float = 0.2
 
     def __post_init__(self):
         if self.image_size % self.vae.downsample:

@@ -4,7 +4,9 @@ Metrics (per-pixel MSE in [-1, 1] units, mean over samples and cameras):
 - `mse_generated`: generated subgoal vs the true subgoal image;
 - `mse_copy_current`: the current image vs the true subgoal (the "nothing moves" baseline the model must beat);
 - `mse_vae_reconstruction`: the true subgoal through the VAE (the floor the generator can reach);
-- `mse_wrong_subtask`: generated with another sample's subtask (a model that reads the text does worse here).
+- `mse_wrong_subtask`: generated with another sample's subtask (a model that reads the text does worse here);
+- `mse_wrong_keyframe` / `mse_no_keyframe` (a model that reads keyframes): generated with another sample's keyframe /
+  with none.
 
     python -m pi07_world_model.evaluation_world_model runs/wm/world_model --samples 128
     python -m pi07_world_model.evaluation_world_model pi07_bringup/checkpoints/sim_gantry/world_model \
@@ -12,7 +14,8 @@ Metrics (per-pixel MSE in [-1, 1] units, mean over samples and cameras):
 
 With `--dataset`, the samples are drawn at random (seeded) from that split of a dataset made by
 `pi07_policy.data.convert`, as `train world_model` builds them (subgoal = the frame where the subtask is done, or
-3 s ahead).
+3 s ahead); `--include restore_layout` keeps one task family, `--subtask-contains "back where"` the steps of the
+subtasks whose text contains it.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
              guidance_scale: float | None = None) -> dict[str, float]:
     model.eval()
     sums = {'mse_generated': 0.0, 'mse_copy_current': 0.0, 'mse_vae_reconstruction': 0.0, 'mse_wrong_subtask': 0.0}
+    if model.config.reads_keyframe:
+        sums.update(mse_wrong_keyframe=0.0, mse_no_keyframe=0.0)
     n = min(num_samples, len(dataset))
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, n))]
@@ -43,22 +48,41 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
         generated = model.sample(batch, seed=seed + start, guidance_scale=guidance_scale)
         recon = model.decode_latents(model.encode_images(target.flatten(0, 1))).view_as(target)
         off = model.sample(wrong, seed=seed + start, guidance_scale=guidance_scale)
-        for key, images in (('mse_generated', generated), ('mse_copy_current', current),
-                            ('mse_vae_reconstruction', recon), ('mse_wrong_subtask', off)):
+        results = [('mse_generated', generated), ('mse_copy_current', current),
+                   ('mse_vae_reconstruction', recon), ('mse_wrong_subtask', off)]
+        if model.config.reads_keyframe:
+            swapped = [dict(item, keyframe_images=items[(i + 1) % len(items)].get('keyframe_images'))
+                       for i, item in enumerate(items)]
+            results += [('mse_wrong_keyframe', model.sample(model.processor.collate(swapped), seed=seed + start,
+                                                            guidance_scale=guidance_scale)),
+                        ('mse_no_keyframe', model.sample({k: v for k, v in batch.items()
+                                                          if not k.startswith('keyframe')}, seed=seed + start,
+                                                         guidance_scale=guidance_scale))]
+        for key, images in results:
             sums[key] += (images - target).pow(2).mean(dim=(1, 2, 3, 4)).sum().item()   # summed over the batch
     out = {k: v / n for k, v in sums.items()}
     out['samples'] = n
     return out
 
 
-def dataset_samples(root: str, split: str, num_samples: int, seed: int) -> Dataset:
-    """`num_samples` items drawn at random (seeded) from a converted dataset's split, as the trainer builds them."""
+def dataset_samples(root: str, split: str, num_samples: int, seed: int, keyframe: bool = False,
+                    include: list[str] | None = None, subtask_contains: str | None = None) -> Dataset:
+    """`num_samples` items drawn at random (seeded) from a converted dataset's split, as the trainer builds them
+    (with each episode's first frames as `keyframe_images` where `keyframe`); `include`: these task families only;
+    `subtask_contains`: only the steps of subtasks whose text contains it."""
     from pi07_policy.data.datasets import WorldModelDataset
-    dataset = WorldModelDataset(root, split)
-    if len(dataset) == 0:
-        raise ValueError(f'{root}: the {split!r} split has no samples')
+    dataset = WorldModelDataset(root, split, keyframe=keyframe, include=include)
+    candidates = range(len(dataset))
+    if subtask_contains:
+        def subtask_text(k: int, t: int) -> str:
+            index = int(dataset.arrays(k).subtask_index[t])
+            return dataset.episodes[k]['subtasks'][index] if index >= 0 else ''
+        candidates = [i for i, (k, t) in enumerate(dataset.items) if subtask_contains in subtask_text(k, t)]
+    if len(candidates) == 0:
+        raise ValueError(f'{root}: the {split!r} split has no samples'
+                         + (f' of a subtask containing {subtask_contains!r}' if subtask_contains else ''))
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(dataset), size=min(num_samples, len(dataset)), replace=False)
+    picks = rng.choice(np.asarray(candidates), size=min(num_samples, len(candidates)), replace=False)
     return Subset(dataset, sorted(int(i) for i in picks))
 
 
@@ -71,12 +95,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--dataset', default=None, help='a converted dataset (default: synthetic samples)')
     parser.add_argument('--split', default='val', help='with --dataset: its split')
+    parser.add_argument('--include', nargs='+', default=None, help='with --dataset: these task families only')
+    parser.add_argument('--subtask-contains', default=None,
+                        help='with --dataset: only steps of subtasks whose text contains this')
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = WorldModel.from_pretrained(args.checkpoint)
     if args.dataset:
         torch.manual_seed(args.data_seed)   # the dataset's coin (subtask end or 3 s ahead) per sample
-        data = dataset_samples(args.dataset, args.split, args.samples, args.data_seed)
+        data = dataset_samples(args.dataset, args.split, args.samples, args.data_seed,
+                               keyframe=model.config.reads_keyframe, include=args.include,
+                               subtask_contains=args.subtask_contains)
     else:
         data = MovingBlocksDataset(args.samples, model.config.image_size, model.config.camera_names,
                                    seed=args.data_seed)

@@ -250,7 +250,8 @@ class UNet(nn.Module):
         u = cfg.unet
         C = cfg.vae.latent_channels
         ch, g, cd, td = u.channels, u.groups, u.cond_dim, cfg.text.dim
-        self.conv_in = nn.Conv2d(2 * C + 1, ch[0], 3, padding=1)
+        # inputs: noisy latent, current latent, its present flag [, keyframe latent, its present flag]
+        self.conv_in = nn.Conv2d(2 * C + 1 + (C + 1 if cfg.reads_keyframe else 0), ch[0], 3, padding=1)
 
         self.down = nn.ModuleList()   # per level: res_blocks ResBlocks (+ attention), then downsample
         skip_ch = []
@@ -287,10 +288,16 @@ class UNet(nn.Module):
     def _attend(attn: nn.Module, h, num_views, text, text_mask):
         return h if isinstance(attn, nn.Identity) else attn(h, num_views, text, text_mask)
 
-    def forward(self, z_t, context, context_flag, cond, num_views, text, text_mask) -> torch.Tensor:
-        # z_t, context: (B*V, C, h, w); context_flag: (B*V,); cond: (B*V, cond_dim); text: (B, L, Dt)
-        flag = context_flag[:, None, None, None].expand(-1, 1, *z_t.shape[2:]).to(z_t.dtype)
-        h = self.conv_in(torch.cat([z_t, context, flag], dim=1))           # (B*V, ch0, h, w)
+    def forward(self, z_t, context, context_flag, cond, num_views, text, text_mask,
+                keyframe=None, keyframe_flag=None) -> torch.Tensor:
+        # z_t, context[, keyframe]: (B*V, C, h, w); context_flag[, keyframe_flag]: (B*V,); cond: (B*V, cond_dim);
+        # text: (B, L, Dt)
+        def flag(f: torch.Tensor) -> torch.Tensor:
+            return f[:, None, None, None].expand(-1, 1, *z_t.shape[2:]).to(z_t.dtype)
+        inputs = [z_t, context, flag(context_flag)]
+        if keyframe is not None:
+            inputs += [keyframe, flag(keyframe_flag)]
+        h = self.conv_in(torch.cat(inputs, dim=1))                         # (B*V, ch0, h, w)
         skips = []
         for level in self.down:
             for res in level['res']:
@@ -358,7 +365,8 @@ class WorldModel(nn.Module):
     # --- conditioning ---------------------------------------------------------------------------------------------
     def condition(self, batch: dict) -> dict:
         """Everything that does not depend on the flow time, computed once per sample (like a prefix KV cache):
-        cond (B, V, cond_dim) without time, text tokens (B, L, Dt), context latents (B*V, C, h, w), keep (B*V,)."""
+        cond (B, V, cond_dim) without time, text tokens (B, L, Dt), context latents (B*V, C, h, w), keep (B*V,)
+        [, keyframe latents (B*V, C, h, w) and keyframe_keep (B*V,) where the model reads keyframes]."""
         images = batch['images']                                     # (B, V, 3, S, S)
         B, V = images.shape[:2]
         text, pooled = self.text_encoder(batch['text_ids'], batch['text_mask'])   # (B, L, Dt), (B, Dt)
@@ -368,7 +376,17 @@ class WorldModel(nn.Module):
         keep = batch['image_keep'].reshape(B * V)                     # (B*V,): context image present
         context = self.encode_images(images.reshape(B * V, *images.shape[2:]))    # (B*V, C, h, w)
         context = context * keep[:, None, None, None].to(context.dtype)
-        return {'cond': cond, 'text': text, 'text_mask': batch['text_mask'], 'context': context, 'keep': keep}
+        out = {'cond': cond, 'text': text, 'text_mask': batch['text_mask'], 'context': context, 'keep': keep}
+        if self.config.reads_keyframe:
+            frames = batch.get('keyframe_images')                       # (B, V, 3, S, S) or absent
+            if frames is None:
+                out['keyframe'], out['keyframe_keep'] = torch.zeros_like(context), torch.zeros_like(keep)
+            else:
+                kf_keep = batch['keyframe_keep'].reshape(B * V)         # (B*V,)
+                keyframe = self.encode_images(frames.reshape(B * V, *frames.shape[2:]))
+                out['keyframe'] = keyframe * kf_keep[:, None, None, None].to(keyframe.dtype)
+                out['keyframe_keep'] = kf_keep
+        return out
 
     def flow_source(self, cond: dict, noise: torch.Tensor) -> torch.Tensor:
         """z_0 = current latent + source_noise * noise where the current image is given, else pure noise."""
@@ -381,7 +399,8 @@ class WorldModel(nn.Module):
         B, V, cd = cond['cond'].shape
         t_emb = self.time_mlp(timestep_embedding(t, cd))              # (B, cd)
         c = (cond['cond'] + t_emb[:, None, :]).reshape(B * V, cd)
-        return self.unet(z_t, cond['context'], cond['keep'], c, V, cond['text'], cond['text_mask'])
+        return self.unet(z_t, cond['context'], cond['keep'], c, V, cond['text'], cond['text_mask'],
+                         cond.get('keyframe'), cond.get('keyframe_keep'))
 
     # --- training -----------------------------------------------------------------------------------------------
     # Two stages (see training_world_model.py): 'vae' trains the VAE alone; 'flow' trains everything else with
@@ -468,7 +487,8 @@ class WorldModel(nn.Module):
     @torch.inference_mode()
     def generate(self, observation: dict, num_steps: int | None = None, seed: int | None = None,
                  guidance_scale: float | None = None) -> dict:
-        """{'images': {cam: uint8 HxWx3}, 'subtask': str, 'task': str|None, 'metadata': dict|None}
+        """{'images': {cam: uint8 HxWx3}, 'subtask': str, 'task': str|None, 'metadata': dict|None
+        [, 'keyframe_images': {cam: uint8 HxWx3}, the task's first frames, read where config.reads_keyframe]}
         -> {'subgoal_images': {cam: uint8 SxSx3}} for the cameras given (any subset of config.camera_names)."""
         if self.processor is None:
             raise RuntimeError('WorldModel.generate needs a processor (tokenizer); load the model with '

@@ -168,12 +168,14 @@ class WorldModelProcessor:
     def collate(self, samples: Sequence[Mapping[str, Any]], train: bool = False,
                 rng: random.Random | None = None) -> dict[str, torch.Tensor]:
         """Samples {'images': {cam: img}, 'subgoal_images': {cam: img} (optional), 'subtask', 'task',
-        'metadata'} -> batch tensors. Every sample must have the same cameras in 'images'. With train=True each
-        conditioning component is dropped at random (config.drop_prob_*), as in pi0.7."""
+        'metadata', 'keyframe_images': {cam: img} (optional; read where config.reads_keyframe)} -> batch tensors.
+        Every sample must have the same cameras in 'images'. With train=True each conditioning component is
+        dropped at random (config.drop_prob_*), as in pi0.7."""
         cfg, S = self.config, self.config.image_size
         rng = rng or random   # the global stream, seeded by the training loop (seed + rank)
         cameras = self.camera_order(samples[0]['images'])
         images, subgoals, present, keep, ids, masks, meta = [], [], [], [], [], [], []
+        keyframes, keyframe_keep = [], []
         for s in samples:
             if set(s['images']) != set(cameras):
                 raise ValueError(f'all samples of a batch need the same cameras: {sorted(s["images"])} vs {cameras}')
@@ -190,12 +192,18 @@ class WorldModelProcessor:
                 subtask = None if rng.random() < cfg.drop_prob_subtask else subtask
                 m = [0 if rng.random() < cfg.drop_prob_metadata else v for v in m]
                 k = [rng.random() >= cfg.drop_prob_image for _ in cameras]
+            if cfg.reads_keyframe:
+                frames = s.get('keyframe_images') or {}
+                keyframes.append(torch.stack([image_to_tensor(frames[c], S) if c in frames else torch.zeros(3, S, S)
+                                              for c in cameras]))
+                drop = train and rng.random() < cfg.drop_prob_keyframe     # one coin: the memory is there or not
+                keyframe_keep.append([c in frames and not drop for c in cameras])
             i, mk = self.encode_text(task, subtask)
             ids.append(i)
             masks.append(mk)
             meta.append(m)
             keep.append(k)
-        return {
+        batch = {
             'images': torch.stack(images),                                   # (B, V, 3, S, S) in [-1, 1]
             'subgoal_images': torch.stack(subgoals),                         # (B, V, 3, S, S)
             'subgoal_present': torch.tensor(present, dtype=torch.bool),      # (B, V)
@@ -205,13 +213,18 @@ class WorldModelProcessor:
             'text_mask': torch.tensor(masks, dtype=torch.bool),              # (B, L)
             'metadata': torch.tensor(meta, dtype=torch.long),                # (B, 4)
         }
+        if cfg.reads_keyframe:
+            batch['keyframe_images'] = torch.stack(keyframes)                # (B, V, 3, S, S)
+            batch['keyframe_keep'] = torch.tensor(keyframe_keep, dtype=torch.bool)   # (B, V)
+        return batch
 
     def prepare_inference(self, observation: Mapping[str, Any],
                           device: torch.device | str = 'cpu') -> tuple[dict[str, torch.Tensor], list[str]]:
         """One observation dict -> (batch of one, camera order). Absent subtask/task/metadata are allowed."""
         if not observation.get('images'):
             raise ValueError("observation needs 'images': {camera: uint8 HxWx3}")
-        batch = self.collate([{k: observation.get(k) for k in ('images', 'subtask', 'task', 'metadata')}])
+        batch = self.collate([{k: observation.get(k)
+                               for k in ('images', 'subtask', 'task', 'metadata', 'keyframe_images')}])
         cameras = self.camera_order(observation['images'])
         return {k: v.to(device) for k, v in batch.items()}, cameras
 

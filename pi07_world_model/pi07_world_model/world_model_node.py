@@ -2,7 +2,10 @@
 
 On each new subtask, and every `period_s` while it lasts, it generates from the newest images, the subtask text
 and the task's metadata the images the cameras should show when the subtask is done, and publishes them as
-SubgoalImages (stamped with the observation they come from). Topics and parameters: docs/interfaces.md#world_model.
+SubgoalImages (stamped with the observation they come from). A checkpoint trained with keyframes
+(`train world_model --keyframe`) also gets each camera's oldest visual-memory frame: the task's first frame where
+the memory node keeps it (keep_first_frame), which shows where things stood before they were moved. Topics and
+parameters: docs/interfaces.md#world_model.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import threading
 import time
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import resize_rgb, rgb_to_image
+from pi07_common.images import ImageError, image_to_rgb, resize_rgb, rgb_to_image
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import (
@@ -23,11 +26,11 @@ from pi07_common.node_utils import (
     stamp_to_sec,
 )
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
-from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR
+from pi07_common.qos import IMAGE_OUT, LATCHED, SENSOR, STREAM
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
-from pi07_msgs.msg import SubgoalImages, Subtask, Task
+from pi07_msgs.msg import SubgoalImages, Subtask, Task, VisualMemory
 
 
 class WorldModelNode(WorkerNode):
@@ -42,6 +45,8 @@ class WorldModelNode(WorkerNode):
         declare(self, 'flow_steps', 0, 'Euler steps of the generator (0: the checkpoint\'s default).')
         declare(self, 'max_input_age_s', 1.0, 'Images older than this are stale: nothing is generated.')
         declare(self, 'seed', 0, 'Seed of the generator noise (-1: random).')
+        declare(self, 'use_memory_keyframe', True, 'Where the checkpoint reads a keyframe, give it each camera\'s '
+                'oldest frame of memory/visual (the task\'s first frame with the memory node\'s keep_first_frame).')
         declare(self, 'torch_threads', 1, TORCH_THREADS_HELP)
         self._model = None
 
@@ -74,8 +79,11 @@ class WorldModelNode(WorkerNode):
         self._input_subs = [
             self.create_subscription(Image, f'camera/{c}/image_raw', lambda m, c=c: self._cameras.add(
                 c, m, stamp_to_sec(m.header.stamp)), SENSOR) for c in self._cameras.cameras]
+        self._keyframe = None
         self._input_subs += [self.create_subscription(Task, 'task', self._on_task, LATCHED),
                              self.create_subscription(Subtask, 'subtask', self._on_subtask, LATCHED)]
+        if self._model.config.reads_keyframe and param(self, 'use_memory_keyframe'):
+            self._input_subs.append(self.create_subscription(VisualMemory, 'memory/visual', self._on_memory, STREAM))
         self._generated = 0
         self._last_time_s = 0.0
         self._last_error = ''
@@ -99,7 +107,20 @@ class WorldModelNode(WorkerNode):
 
     def _on_task(self, msg: Task) -> None:
         with self._lock:
+            if self._task is None or msg.task_id != self._task.task_id:
+                self._keyframe = None   # the last task's first frame shows another scene
             self._task = msg
+
+    def _on_memory(self, msg: VisualMemory) -> None:
+        k = msg.frames_per_camera
+        try:   # oldest first: frame 0 of each camera
+            keyframe = {name: image_to_rgb(msg.frames[i * k], size=self._cameras.image_size, resize=True)
+                        for i, name in enumerate(msg.camera_names) if k > 0 and name in self._cameras.cameras}
+        except ImageError as exc:
+            self._last_error = f'visual memory: {exc}'
+            return
+        with self._lock:
+            self._keyframe = keyframe or None
 
     def _on_subtask(self, msg: Subtask) -> None:
         with self._lock:
@@ -115,25 +136,26 @@ class WorldModelNode(WorkerNode):
             if not self.running:
                 break
             with self._lock:
-                task, subtask = self._task, self._subtask
+                task, subtask, keyframe = self._task, self._subtask, self._keyframe
             if subtask is None or not subtask.text:
                 continue
             try:
-                self._generate(task, subtask)
+                self._generate(task, subtask, keyframe)
             except ObservationError as exc:
                 self._last_error = str(exc)
             except Exception as exc:
                 self._last_error = f'generation failed: {type(exc).__name__}: {exc}'
                 self.get_logger().error(self._last_error, throttle_duration_sec=5.0)
 
-    def _generate(self, task: Task | None, subtask: Subtask) -> None:
+    def _generate(self, task: Task | None, subtask: Subtask, keyframe: dict | None) -> None:
         images, _, stamp = assemble(self._cameras, None, self.get_clock().now().nanoseconds * 1e-9,
                                     max_age_s=param(self, 'max_input_age_s'), stamp_tolerance_s=1e9)
         t0 = time.perf_counter()
         seed = int(param(self, 'seed'))
         out = self._model.generate({'images': images, 'subtask': subtask.text,
                                     'task': task.instruction if task else None,
-                                    'metadata': metadata_to_dict(task.metadata) if task else None},
+                                    'metadata': metadata_to_dict(task.metadata) if task else None,
+                                    'keyframe_images': keyframe},
                                    num_steps=int(param(self, 'flow_steps')) or None, seed=None if seed < 0 else seed)
         self._last_time_s = time.perf_counter() - t0
         msg = SubgoalImages(task_id=task.task_id if task else '', subtask=subtask.text,
@@ -153,6 +175,8 @@ class WorldModelNode(WorkerNode):
 
     def _status(self):
         values = {'generated': self._generated, 'last_generation_s': f'{self._last_time_s:.3f}'}
+        if self._model is not None and self._model.config.reads_keyframe:
+            values['keyframe'] = 'yes' if self._keyframe else 'none yet'
         if self._cameras.errors:
             return ERROR, '; '.join(f'camera {c}: {e}' for c, e in self._cameras.errors.items()), values
         if self._last_error:

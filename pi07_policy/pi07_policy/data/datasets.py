@@ -304,15 +304,22 @@ class VLADataset(EpisodeDataset):
 
 
 class WorldModelDataset(VLADataset):
-    """Samples for the world model: current images -> subgoal images (always present), subtask, task, metadata."""
+    """Samples for the world model: current images -> subgoal images (always present), subtask, task, metadata;
+    with `keyframe`, also each camera's first frame of the episode (`keyframe_images`: the MEM keyframe that the
+    memory node keeps with keep_first_frame)."""
 
-    def __init__(self, root: str | Path, split: str | None = 'train', **kwargs):
+    def __init__(self, root: str | Path, split: str | None = 'train', keyframe: bool = False, **kwargs):
         kwargs.setdefault('subgoal_prob', 1.0)
         super().__init__(root, split, horizon=1, **kwargs)
+        self.keyframe = keyframe
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         s = super().__getitem__(i)
-        return {k: s[k] for k in ('images', 'subgoal_images', 'subtask', 'task', 'metadata') if k in s}
+        out = {k: s[k] for k in ('images', 'subgoal_images', 'subtask', 'task', 'metadata') if k in s}
+        if self.keyframe:
+            arr = self.arrays(self.items[i][0])
+            out['keyframe_images'] = {c: np.array(arr.images[c][0]) for c in self.camera_names}
+        return out
 
 
 class HighLevelDataset(EpisodeDataset):

@@ -68,23 +68,28 @@ class WorldModelSubgoals:
     """A `subgoal_fn` as the world-model node behaves: subgoal images generated from the newest images, the subtask,
     the task and its metadata on each new subtask and every `period_s` of simulated time while it lasts, the last
     ones given in between. `generate` is `WorldModel.generate` (dict in, dict out) or any function with its
-    signature."""
+    signature. The first images it sees go with every request as `keyframe_images` (the memory node's keyframe,
+    which the world-model node passes on; a world model that does not read keyframes ignores them): one
+    instance per episode."""
 
     def __init__(self, generate: Callable[..., dict], period_s: float = 3.0, seed: int | None = 0):
         self.generate, self.period_s, self.seed = generate, float(period_s), seed
         self.subtask: str | None = None
         self.last_s = -np.inf
         self.images: dict[str, np.ndarray] | None = None
+        self.keyframe: dict[str, np.ndarray] | None = None
         self.generated = 0
 
     def __call__(self, obs: Mapping[str, Any], subtask: str | None, task: str | None = None,
                  metadata: Mapping[str, Any] | None = None) -> dict[str, np.ndarray] | None:
+        if self.keyframe is None:
+            self.keyframe = {c: np.array(img) for c, img in obs['images'].items()}
         if subtask is None:
             return None
         now = float(obs['time'])
         if subtask != self.subtask or now - self.last_s >= self.period_s:
-            out = self.generate({'images': obs['images'], 'subtask': subtask, 'task': task, 'metadata': metadata},
-                                seed=self.seed)
+            out = self.generate({'images': obs['images'], 'subtask': subtask, 'task': task, 'metadata': metadata,
+                                 'keyframe_images': self.keyframe}, seed=self.seed)
             self.images, self.subtask, self.last_s = out['subgoal_images'], subtask, now
             self.generated += 1
         return self.images
