@@ -9,8 +9,8 @@ import numpy as np
 
 def test_a_keyframe_world_model_gets_the_oldest_memory_frame_and_forgets_it_on_a_new_task(tmp_path):
     from inprocess_node import configured_node
-
     from pi07_common.images import rgb_to_image
+
     from pi07_msgs.msg import Subtask, Task, VisualMemory
     from pi07_world_model.configuration_world_model import micro
     from pi07_world_model.modeling_world_model import WorldModel
