@@ -123,7 +123,7 @@ def test_a_world_model_with_keyframes_draws_the_place_only_the_keyframe_shows(tm
     data = PutBackSamples()
     tc = WorldModelTrainConfig(batch_size=4, vae_lr=3e-3, flow_lr=2e-3, stats_samples=4, progress=False,
                                plot_every=0, seed=0)
-    model = train_world_model(data, cfg, tmp_path, steps=300, vae_steps=600, train_config=tc)
+    model = train_world_model(data, cfg, tmp_path, steps=150, vae_steps=400, train_config=tc)
     items = [data[i] for i in range(len(data))]
     batch = model.processor.collate(items)
     target = batch['subgoal_images']
