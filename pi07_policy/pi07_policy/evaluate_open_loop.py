@@ -80,22 +80,21 @@ def evaluate_goal(policy, root: str | Path, split: str = 'val', include: list[st
         raise ValueError(f"subgoals must be 'none', 'recorded' or 'world_model', got {subgoals!r}")
     if subgoals == 'world_model' and world_model is None:
         raise ValueError("subgoals='world_model' needs a world_model")
-    # the memory frames are loaded for the world model's keyframe (the oldest slot) even where the policy lacks them
     dataset = VLADataset(root, split, horizon=policy.config.action_horizon, with_actions=False,
                          segment_start_fraction=1e-9, include=include,   # one step per segment: its first
-                         memory_prob=1.0 if with_memory or subgoals == 'world_model' else 0.0,
-                         memory_keep_first=True if subgoals == 'world_model' else
-                         policy.config.memory_keeps_first_frame,
+                         memory_prob=1.0 if with_memory else 0.0,
+                         memory_keep_first=policy.config.memory_keeps_first_frame,
                          subgoal_prob=1.0 if subgoals == 'recorded' else 0.0, subgoal_end_prob=1.0)
     n = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     errors, subtasks = [], []
     for i in tqdm(range(n), desc='goal head', disable=not progress):
         s = dataset[i]
-        keys = ['images', 'state', 'task', 'subtask', 'metadata'] + (['memory_images'] if with_memory else [])
+        keys = ['images', 'state', 'task', 'subtask', 'metadata', 'memory_images']
         obs = {key: s.get(key) for key in keys + (['subgoal_images'] if subgoals == 'recorded' else [])}
         if subgoals == 'world_model' and s.get('subtask'):
             request = {key: s.get(key) for key in ('images', 'subtask', 'task', 'metadata')}
-            request['keyframe_images'] = {c: frames[0] for c, frames in s['memory_images'].items()}
+            first = dataset.arrays(dataset.items[i][0]).images    # the episode's first frames: the keyframe
+            request['keyframe_images'] = {c: np.array(first[c][0]) for c in dataset.camera_names}
             obs['subgoal_images'] = world_model.generate(request, seed=seed)['subgoal_images']
         errors.append(policy.predict_goal(obs) - s['goal_state'])
         subtasks.append(s.get('subtask') or '')
