@@ -74,3 +74,11 @@ def rgb_to_image(array: np.ndarray, *, stamp=None, frame_id: str = '') -> Image:
     msg.step = msg.width * 3
     msg.data = np.ascontiguousarray(array).tobytes()
     return msg
+
+
+def memory_frames_to_rgb(camera_names, frames, frames_per_camera: int, *, size: int) -> dict[str, list[np.ndarray]]:
+    """A pi07_msgs/VisualMemory's frames (camera-major, oldest first) as {camera: [(size, size, 3) uint8, ...]},
+    each resized to `size`; ImageError for a frame that cannot be read."""
+    k = int(frames_per_camera)
+    return {name: [image_to_rgb(img, size=size, resize=True) for img in frames[i * k:(i + 1) * k]]
+            for i, name in enumerate(camera_names)}

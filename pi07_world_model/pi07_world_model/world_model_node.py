@@ -13,7 +13,7 @@ import threading
 import time
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import ImageError, image_to_rgb, resize_rgb, rgb_to_image
+from pi07_common.images import ImageError, memory_frames_to_rgb, resize_rgb, rgb_to_image
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import (
@@ -112,10 +112,10 @@ class WorldModelNode(WorkerNode):
             self._task = msg
 
     def _on_memory(self, msg: VisualMemory) -> None:
-        k = msg.frames_per_camera
         try:   # oldest first: frame 0 of each camera
-            keyframe = {name: image_to_rgb(msg.frames[i * k], size=self._cameras.image_size, resize=True)
-                        for i, name in enumerate(msg.camera_names) if k > 0 and name in self._cameras.cameras}
+            frames = memory_frames_to_rgb(msg.camera_names, msg.frames, msg.frames_per_camera,
+                                          size=self._cameras.image_size)
+            keyframe = {name: f[0] for name, f in frames.items() if f and name in self._cameras.cameras}
         except ImageError as exc:
             self._last_error = f'visual memory: {exc}'
             return

@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import ImageError, image_to_rgb
+from pi07_common.images import ImageError, image_to_rgb, memory_frames_to_rgb
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import (
@@ -271,10 +271,9 @@ class ActionExpertNode(WorkerNode):
             self._subgoals = (msg.subtask, images)
 
     def _on_memory(self, msg: VisualMemory) -> None:
-        k = msg.frames_per_camera
         try:
-            frames = {name: [image_to_rgb(img, size=self._cameras.image_size, resize=True)
-                             for img in msg.frames[i * k:(i + 1) * k]] for i, name in enumerate(msg.camera_names)}
+            frames = memory_frames_to_rgb(msg.camera_names, msg.frames, msg.frames_per_camera,
+                                          size=self._cameras.image_size)
         except ImageError as exc:
             self._report(f'visual memory: {exc}')
             return
