@@ -77,7 +77,7 @@ class StackProbe:
         import rclpy
         from pi07_common.node_utils import stamp_to_sec
         from pi07_common.qos import SENSOR, STREAM
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float64MultiArray
         from trajectory_msgs.msg import JointTrajectory
@@ -126,7 +126,7 @@ class StackProbe:
         self.chunk_pub = n.create_publisher(ActionChunk, 'action_chunk', STREAM)
         self.names = list(profile.action_names)
         self.dt = 1.0 / profile.control_rate_hz
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(n)
         threading.Thread(target=self.executor.spin, daemon=True).start()
 

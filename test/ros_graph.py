@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 
 class Probe:
@@ -20,7 +20,7 @@ class Probe:
         self.received: dict[str, list[tuple[float, float, object]]] = defaultdict(list)
         self.subscriptions: dict[str, object] = {}
         self._lock = threading.Lock()
-        self._executor = MultiThreadedExecutor(num_threads=2)
+        self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
         self._thread.start()

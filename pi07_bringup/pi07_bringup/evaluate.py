@@ -340,7 +340,7 @@ class EpisodeProbe:
     def __init__(self, namespace: str, state_names: list[str], record_camera: str | None = None):
         import rclpy
         from pi07_common.qos import LATCHED, SENSOR, STREAM
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import Image, JointState
 
         from pi07_msgs.msg import ActionChunk, Task, TaskStatus
@@ -367,7 +367,7 @@ class EpisodeProbe:
             n.create_subscription(Image, f'camera/{record_camera}/image_raw', self._on_image, SENSOR)
         self._reset = n.create_client(ResetEpisode, 'reset_episode')
         self._param_clients: dict[str, Any] = {}
-        self._executor = MultiThreadedExecutor(num_threads=2)
+        self._executor = SingleThreadedExecutor()
         self._executor.add_node(n)
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
         self._thread.start()

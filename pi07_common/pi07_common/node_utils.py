@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -42,14 +43,19 @@ def sec_to_stamp(seconds: float):
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)) % 1_000_000_000)
 
 
-def run_node(make_node: Callable, args: list[str] | None = None, threads: int = 1) -> int:
-    """Init rclpy, spin the node until SIGINT/SIGTERM, then clean up (lifecycle nodes are shut down)."""
+def run_node(make_node: Callable, args: list[str] | None = None) -> int:
+    """Init rclpy, spin the node until SIGINT/SIGTERM, then clean up (lifecycle nodes are shut down).
+
+    One SingleThreadedExecutor: rclpy's MultiThreadedExecutor (before ros2/rclpy#1547, so in Jazzy and Kilted
+    releases of 2025) re-queues callbacks its pool has not started yet and busy-waits holding the GIL, delaying
+    timers and subscriptions by seconds. Inference runs in the nodes' worker threads; a callback that blocks for
+    long runs on a `SpunNode`."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = make_node()
-    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     # SIGTERM (as sent by launch or a process manager) ends the spin the same way as Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
@@ -68,3 +74,38 @@ def run_node(make_node: Callable, args: list[str] | None = None, threads: int = 
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class SpunNode:
+    """A plain node beside `owner`, in its namespace, spun by its own executor in a daemon thread: for a callback
+    that blocks for long (an action's execute callback lasts a whole task), which on the owner's executor would
+    hold up every other callback. It takes no command-line arguments, so a `__node:=` rename of the owner's
+    process does not give both nodes one name."""
+
+    def __init__(self, owner, name: str):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.node = rclpy.create_node(name, namespace=owner.get_namespace(), context=owner.context,
+                                      use_global_arguments=False, start_parameter_services=False)
+        self._executor = SingleThreadedExecutor(context=owner.context)
+        self._executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, name=f'{name}_spin', daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self._executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop spinning, waiting up to `timeout` for a running callback to return."""
+        self._executor.shutdown(timeout_sec=timeout)
+        self._thread.join(timeout=timeout)
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        self.stop(timeout)
+        self.node.destroy_node()

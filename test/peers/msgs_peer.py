@@ -10,7 +10,7 @@ import time
 
 import rclpy
 from rclpy.action import ActionServer
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 import pi07_msgs.msg as pi07_msg
@@ -78,7 +78,7 @@ def main():
     rclpy.init()
     node = InterfacePeer()
     print('peer ready', flush=True)
-    executor = MultiThreadedExecutor(num_threads=2)
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()

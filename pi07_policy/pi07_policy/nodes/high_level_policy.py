@@ -20,11 +20,18 @@ import uuid
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
-from pi07_common.node_utils import TORCH_THREADS_HELP, declare, param, run_node, set_torch_threads, stamp_to_sec
+from pi07_common.node_utils import (
+    TORCH_THREADS_HELP,
+    SpunNode,
+    declare,
+    param,
+    run_node,
+    set_torch_threads,
+    stamp_to_sec,
+)
 from pi07_common.observations import CameraBuffer, ObservationError, assemble
 from pi07_common.qos import LATCHED, SENSOR, STREAM
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
@@ -72,7 +79,6 @@ class HighLevelPolicyNode(WorkerNode):
         self._cameras = CameraBuffer(list(param(self, 'cameras')), int(param(self, 'image_size')),
                                      bool(param(self, 'resize_images')))
         self._lock = threading.RLock()
-        self._group = ReentrantCallbackGroup()
         self._subtask_pub = self.create_lifecycle_publisher(Subtask, 'subtask', LATCHED)
         self._memory_pub = self.create_lifecycle_publisher(LanguageMemory, 'memory/language_update', STREAM)
         self._task_pub = self.create_lifecycle_publisher(Task, 'task', LATCHED)
@@ -85,9 +91,10 @@ class HighLevelPolicyNode(WorkerNode):
             self.create_subscription(Subtask, 'subtask_command', self._on_subtask_command, STREAM),
             self.create_subscription(TaskStatus, 'task_status', self._on_status, STREAM),
         ]
-        self._interject_srv = self.create_service(Interject, '~/interject', self._on_interject,
-                                                  callback_group=self._group)
-        self._action = ActionServer(self, ExecuteTask, 'execute_task', self._execute, callback_group=self._group,
+        self._interject_srv = self.create_service(Interject, '~/interject', self._on_interject)
+        # ExecuteTask's execute callback lasts the whole task: it runs on a node of its own, spun apart.
+        self._task_server = SpunNode(self, f'{self.get_name()}_task_server')
+        self._action = ActionServer(self._task_server.node, ExecuteTask, 'execute_task', self._execute,
                                     goal_callback=lambda _: GoalResponse.ACCEPT,
                                     cancel_callback=lambda _: CancelResponse.ACCEPT)
         self._reset_task(None)
@@ -109,7 +116,9 @@ class HighLevelPolicyNode(WorkerNode):
         for sub in self._input_subs:
             self.destroy_subscription(sub)
         self.destroy_service(self._interject_srv)
+        self._task_server.stop()   # a running ExecuteTask sees the node inactive and returns first
         self._action.destroy()
+        self._task_server.destroy()
         for pub in (self._subtask_pub, self._memory_pub, self._task_pub):
             self.destroy_lifecycle_publisher(pub)
         self._diagnostics.destroy()
@@ -402,7 +411,7 @@ class HighLevelPolicyNode(WorkerNode):
 
 
 def main(args=None):
-    return run_node(HighLevelPolicyNode, args, threads=2)
+    return run_node(HighLevelPolicyNode, args)
 
 
 if __name__ == '__main__':
