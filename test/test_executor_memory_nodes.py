@@ -196,7 +196,7 @@ def test_memory_survives_a_restart_of_its_node(tmp_path):
                         time.sleep(0.1)
                     assert probe.wait_for(lambda v=visual: any(len(m.camera_names) == 2 for m in probe.messages(v)), 10)
                     last = [m for m in probe.messages(visual) if len(m.camera_names) == 2][-1]
-                    assert last.frames_per_camera == 3 and len(last.frames) == 6
+                    assert last.frames_per_camera == 3 and len(last.frames) == 6 and last.task_id == 't1'
                 else:
                     # restored from disk, published latched for the current task
                     assert probe.wait_for(lambda memory=memory: any(

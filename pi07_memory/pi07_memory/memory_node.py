@@ -149,7 +149,8 @@ class MemoryNode(ManagedNode):
         snapshot = self._visual.snapshot()
         if not snapshot:
             return
-        msg = VisualMemoryMsg(frames_per_camera=self._visual.frames_per_camera, stride_s=self._visual.stride_s)
+        msg = VisualMemoryMsg(task_id=self._task_id, frames_per_camera=self._visual.frames_per_camera,
+                              stride_s=self._visual.stride_s)
         newest = 0.0
         for camera in self._cameras:
             if camera not in snapshot:

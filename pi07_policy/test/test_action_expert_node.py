@@ -93,6 +93,45 @@ def test_subtask_before_its_task_is_kept_and_another_tasks_is_not_used(node):
     assert observed_subtask() == 'pick up the green block'
 
 
+def test_visual_memory_of_another_task_is_not_used(node):
+    from pi07_common.images import rgb_to_image
+    from pi07_common.node_utils import sec_to_stamp
+    from sensor_msgs.msg import JointState
+
+    from pi07_msgs.msg import Task, VisualMemory
+
+    size = int(node.get_parameter('image_size').value)
+    cameras = list(node.get_parameter('cameras').value)
+    joints = [n for n in node.get_parameter('joint_names').value if n]
+
+    def observed_memory():
+        stamp = sec_to_stamp(node._now())
+        for camera in cameras:
+            node._on_image(camera, rgb_to_image(np.zeros((size, size, 3), np.uint8), stamp=stamp))
+        state = JointState(name=joints, position=[0.0] * len(joints))
+        state.header.stamp = stamp
+        node._on_joint_state(state)
+        memory = node._observation()[0].get('memory_images')
+        return None if memory is None else int(memory[cameras[0]][0][0, 0, 0])
+
+    def memory_of(task_id: str, value: int) -> VisualMemory:
+        msg = VisualMemory(task_id=task_id, camera_names=cameras, frames_per_camera=2, stride_s=1.0)
+        msg.frames = [rgb_to_image(np.full((size, size, 3), value, np.uint8)) for _ in range(2 * len(cameras))]
+        return msg
+
+    node._on_task(Task(task_id='m1', instruction='put the red block in the bowl'))
+    node._on_memory(memory_of('m1', 11))
+    assert observed_memory() == 11
+    node._on_task(Task(task_id='m2', instruction='put the blue block in the bowl'))
+    assert observed_memory() is None                 # a new task: the last one's frames show another scene
+    node._on_memory(memory_of('m1', 12))            # m1's, delivered after m2 began
+    assert observed_memory() is None
+    node._on_memory(memory_of('m2', 21))
+    assert observed_memory() == 21
+    node._on_memory(memory_of('', 30))              # a memory node that has seen no task yet: taken as is
+    assert observed_memory() == 30
+
+
 def test_a_gripper_switch_planned_too_far_ahead_waits_for_a_chunk_from_the_robot_standing_still(tmp_path):
     from inprocess_node import configured_node
 

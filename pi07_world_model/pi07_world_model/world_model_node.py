@@ -120,6 +120,8 @@ class WorldModelNode(WorkerNode):
             self._last_error = f'visual memory: {exc}'
             return
         with self._lock:
+            if self._task is not None and msg.task_id and msg.task_id != self._task.task_id:
+                return   # the last task's memory, arrived after the new task: another scene's first frame
             self._keyframe = keyframe or None
 
     def _on_subtask(self, msg: Subtask) -> None:

@@ -1,5 +1,6 @@
 """The world-model node's logic, in process (callbacks called directly): a checkpoint that reads keyframes gets
-each camera's oldest visual-memory frame with every request, and a new task forgets the last task's."""
+each camera's oldest visual-memory frame with every request, and a new task forgets the last task's (also when
+the last task's memory arrives after it)."""
 from __future__ import annotations
 
 import dataclasses
@@ -32,7 +33,7 @@ def test_a_keyframe_world_model_gets_the_oldest_memory_frame_and_forgets_it_on_a
         node._running = True
         node._pub = type('Recorder', (), {'publish': lambda self, msg: published.append(msg)})()
         node._on_task(Task(task_id='t1', instruction='put the red block in the bowl'))
-        memory = VisualMemory(camera_names=list(cameras), frames_per_camera=3, stride_s=1.0)
+        memory = VisualMemory(task_id='t1', camera_names=list(cameras), frames_per_camera=3, stride_s=1.0)
         memory.frames = [rgb_to_image(frame(10 * c + k)) for c in range(len(cameras)) for k in range(3)]
         node._on_memory(memory)
 
@@ -53,5 +54,13 @@ def test_a_keyframe_world_model_gets_the_oldest_memory_frame_and_forgets_it_on_a
         node._on_task(Task(task_id='t2', instruction='put the red block in the bowl'))   # another task
         generate()
         assert requests[-1]['keyframe_images'] is None and node._status()[2]['keyframe'] == 'none yet'
+        node._on_memory(memory)   # t1's memory, delivered after t2 began: another scene's first frame
+        generate()
+        assert requests[-1]['keyframe_images'] is None
+        memory.task_id = 't2'
+        memory.frames = [rgb_to_image(frame(50 + 10 * c + k)) for c in range(len(cameras)) for k in range(3)]
+        node._on_memory(memory)
+        generate()
+        assert {c: int(requests[-1]['keyframe_images'][c][0, 0, 0]) for c in cameras} == {'scene': 50, 'wrist': 60}
     finally:
         node.destroy_node()

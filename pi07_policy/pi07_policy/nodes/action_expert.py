@@ -244,6 +244,7 @@ class ActionExpertNode(WorkerNode):
                 if self._subtask is not None and self._subtask.task_id != msg.task_id:
                     self._subtask = None
                 self._subgoals = None
+                self._memory = None   # the last task's frames (and keyframe) show another scene
                 self._last_chunk = None
                 self._confirming, self._resume_at = False, -math.inf
                 # the flow noise restarts from the task (applied by the worker, before its next chunk): a task's
@@ -278,6 +279,8 @@ class ActionExpertNode(WorkerNode):
             self._report(f'visual memory: {exc}')
             return
         with self._lock:
+            if self._task is not None and msg.task_id and msg.task_id != self._task.task_id:
+                return   # the last task's frames, arrived after the new task
             self._memory = frames
 
     def _report(self, message: str) -> None:
