@@ -46,10 +46,10 @@ def sec_to_stamp(seconds: float):
 def run_node(make_node: Callable, args: list[str] | None = None) -> int:
     """Init rclpy, spin the node until SIGINT/SIGTERM, then clean up (lifecycle nodes are shut down).
 
-    One SingleThreadedExecutor: rclpy's MultiThreadedExecutor (before ros2/rclpy#1547, so in Jazzy and Kilted
-    releases of 2025) re-queues callbacks its pool has not started yet and busy-waits holding the GIL, delaying
-    timers and subscriptions by seconds. Inference runs in the nodes' worker threads; a callback that blocks for
-    long runs on a `SpunNode`."""
+    One SingleThreadedExecutor: rclpy's MultiThreadedExecutor without ros2/rclpy#1547 (merged November 2025; the
+    Kilted rclpy 9.1.2 wheels lack it) re-queues callbacks its pool has not started yet and busy-waits holding the
+    GIL, delaying timers and subscriptions by seconds. Inference runs in the nodes' worker threads; a callback
+    that blocks for long runs on a `SpunNode`."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
