@@ -76,9 +76,21 @@ def rgb_to_image(array: np.ndarray, *, stamp=None, frame_id: str = '') -> Image:
     return msg
 
 
-def memory_frames_to_rgb(camera_names, frames, frames_per_camera: int, *, size: int) -> dict[str, list[np.ndarray]]:
+def memory_frames_to_rgb(camera_names, frames, frames_per_camera: int, *, size: int,
+                         oldest_only: bool = False) -> dict[str, list[np.ndarray]]:
     """A pi07_msgs/VisualMemory's frames (camera-major, oldest first) as {camera: [(size, size, 3) uint8, ...]},
-    each resized to `size`; ImageError for a frame that cannot be read."""
+    each resized to `size` (with `oldest_only`, only each camera's frame 0 is decoded: a keyframe reader needs no
+    more); ImageError for a frame that cannot be read or a frame count that does not match the cameras."""
     k = int(frames_per_camera)
-    return {name: [image_to_rgb(img, size=size, resize=True) for img in frames[i * k:(i + 1) * k]]
+    if len(frames) != len(camera_names) * k:
+        raise ImageError(f'{len(frames)} frames for {len(camera_names)} camera(s) x {k} frames per camera')
+    last = 1 if oldest_only else k
+    return {name: [image_to_rgb(img, size=size, resize=True) for img in frames[i * k:i * k + min(last, k)]]
             for i, name in enumerate(camera_names)}
+
+
+def memory_of_another_task(memory_task_id: str, task) -> bool:
+    """Whether a VisualMemory taken in task `memory_task_id` belongs to a task other than `task` (a pi07_msgs/Task
+    or None): it can arrive after the new Task and shows another scene. An empty id (a memory node that has seen
+    no task) is taken as the current task's."""
+    return task is not None and bool(memory_task_id) and memory_task_id != task.task_id

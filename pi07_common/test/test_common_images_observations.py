@@ -3,7 +3,14 @@ import math
 
 import numpy as np
 import pytest
-from pi07_common.images import ImageError, image_to_rgb, resize_rgb, rgb_to_image
+from pi07_common.images import (
+    ImageError,
+    image_to_rgb,
+    memory_frames_to_rgb,
+    memory_of_another_task,
+    resize_rgb,
+    rgb_to_image,
+)
 from pi07_common.observations import CameraBuffer, JointStateBuffer, ObservationError, assemble
 from sensor_msgs.msg import Image
 
@@ -66,3 +73,21 @@ def test_assemble_checks_presence_age_spread_and_nan():
     assert cameras.add('wrist', bad, 10.7)
     with pytest.raises(ObservationError, match='camera wrist'):
         assemble(cameras, None, 10.7, max_age_s=1.0, stamp_tolerance_s=1.0)
+
+
+def test_memory_frames_camera_major_oldest_only_and_a_wrong_count():
+    from pi07_msgs.msg import Task
+
+    frames = [rgb_to_image(np.full((8, 8, 3), 10 * c + k, np.uint8)) for c in range(2) for k in range(3)]
+    out = memory_frames_to_rgb(['scene', 'wrist'], frames, 3, size=4)
+    assert {c: [int(f[0, 0, 0]) for f in v] for c, v in out.items()} == {'scene': [0, 1, 2], 'wrist': [10, 11, 12]}
+    assert out['scene'][0].shape == (4, 4, 3)
+    oldest = memory_frames_to_rgb(['scene', 'wrist'], frames, 3, size=4, oldest_only=True)
+    assert {c: [int(f[0, 0, 0]) for f in v] for c, v in oldest.items()} == {'scene': [0], 'wrist': [10]}
+    with pytest.raises(ImageError, match='5 frames for 2 camera'):
+        memory_frames_to_rgb(['scene', 'wrist'], frames[:5], 3, size=4)
+    # whose memory: another task's is refused, an unnamed one (no task seen yet) is not
+    assert memory_of_another_task('t1', Task(task_id='t2'))
+    assert not memory_of_another_task('t2', Task(task_id='t2'))
+    assert not memory_of_another_task('', Task(task_id='t2'))
+    assert not memory_of_another_task('t1', None)

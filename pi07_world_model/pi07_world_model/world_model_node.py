@@ -13,7 +13,7 @@ import threading
 import time
 
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import ImageError, memory_frames_to_rgb, resize_rgb, rgb_to_image
+from pi07_common.images import ImageError, memory_frames_to_rgb, memory_of_another_task, resize_rgb, rgb_to_image
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import (
@@ -112,17 +112,19 @@ class WorldModelNode(WorkerNode):
             self._task = msg
 
     def _on_memory(self, msg: VisualMemory) -> None:
+        with self._lock:
+            if memory_of_another_task(msg.task_id, self._task):
+                return   # the last task's memory, arrived after the new task: another scene's first frame
         try:   # oldest first: frame 0 of each camera
             frames = memory_frames_to_rgb(msg.camera_names, msg.frames, msg.frames_per_camera,
-                                          size=self._cameras.image_size)
+                                          size=self._cameras.image_size, oldest_only=True)
             keyframe = {name: f[0] for name, f in frames.items() if f and name in self._cameras.cameras}
         except ImageError as exc:
             self._last_error = f'visual memory: {exc}'
             return
         with self._lock:
-            if self._task is not None and msg.task_id and msg.task_id != self._task.task_id:
-                return   # the last task's memory, arrived after the new task: another scene's first frame
-            self._keyframe = keyframe or None
+            if not memory_of_another_task(msg.task_id, self._task):   # the task may have changed meanwhile
+                self._keyframe = keyframe or None
 
     def _on_subtask(self, msg: Subtask) -> None:
         with self._lock:

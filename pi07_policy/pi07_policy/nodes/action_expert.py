@@ -17,7 +17,7 @@ import zlib
 
 import numpy as np
 from pi07_common.diagnostics import ERROR, OK, WARN, Diagnostics
-from pi07_common.images import ImageError, image_to_rgb, memory_frames_to_rgb
+from pi07_common.images import ImageError, image_to_rgb, memory_frames_to_rgb, memory_of_another_task
 from pi07_common.lifecycle import WorkerNode
 from pi07_common.metadata import metadata_to_dict
 from pi07_common.node_utils import (
@@ -272,6 +272,9 @@ class ActionExpertNode(WorkerNode):
             self._subgoals = (msg.subtask, images)
 
     def _on_memory(self, msg: VisualMemory) -> None:
+        with self._lock:
+            if memory_of_another_task(msg.task_id, self._task):
+                return   # the last task's frames, arrived after the new task
         try:
             frames = memory_frames_to_rgb(msg.camera_names, msg.frames, msg.frames_per_camera,
                                           size=self._cameras.image_size)
@@ -279,9 +282,8 @@ class ActionExpertNode(WorkerNode):
             self._report(f'visual memory: {exc}')
             return
         with self._lock:
-            if self._task is not None and msg.task_id and msg.task_id != self._task.task_id:
-                return   # the last task's frames, arrived after the new task
-            self._memory = frames
+            if not memory_of_another_task(msg.task_id, self._task):   # the task may have changed meanwhile
+                self._memory = frames
 
     def _report(self, message: str) -> None:
         if message != self._last_error:
