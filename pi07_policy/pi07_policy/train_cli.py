@@ -186,7 +186,6 @@ def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed:
     """Text tokenizer (dataset texts, unless `text` is given), FAST tokenizer and action statistics (sampled
     chunks, relative to the state on delta dimensions), state statistics (the dataset's)."""
     from .models.common.text_tokenizer import train_text_tokenizer
-    from .models.fast import FASTConfig, FASTTokenizer
     from .models.vla.processing_vla import RobotSpec, VLAProcessor
     robot = RobotSpec(camera_names=tuple(profile.camera_names), state_dim=profile.state_dim,
                       action_dim=profile.action_dim, norm_mode='quantile', embodiment=profile.embodiment,
@@ -198,12 +197,32 @@ def build_vla_processor(config, profile: ProfileSpec, dataset: VLADataset, seed:
     relative = np.stack([bare.to_relative(c, s) for c, s in zip(chunks, states)])
     stats = safe_norm_stats({'state': dataset.norm_stats['state'],
                              'actions': fit_stats(relative.reshape(-1, relative.shape[-1]))})
-    fast = None
+    processor = VLAProcessor(config, robot, text, None, stats)
     if config.fast_loss_weight > 0:
-        fast = FASTTokenizer.fit(relative[:2000], FASTConfig(horizon=config.action_horizon,
-                                                             action_dim=profile.action_dim,
-                                                             vocab_size=config.fast_vocab_size))
-    return VLAProcessor(config, robot, text, fast, stats)
+        processor.fast_tokenizer = fit_fast_tokenizer(processor, dataset, seed, (chunks, states))
+    return processor
+
+
+def fit_fast_tokenizer(processor, dataset: VLADataset, seed: int, sampled=None):
+    """The FAST tokenizer of the processor's chunk length, fitted on 2000 of the dataset's chunks (relative to the
+    state on delta dimensions, as the processor encodes them)."""
+    from .models.fast import FASTConfig, FASTTokenizer
+    chunks, states = sampled if sampled is not None else sample_chunks(dataset, 2000, seed)
+    relative = np.stack([processor.to_relative(c, s) for c, s in zip(chunks[:2000], states[:2000])])
+    config = processor.config
+    return FASTTokenizer.fit(relative, FASTConfig(horizon=config.action_horizon, action_dim=config.action_dim,
+                                                  vocab_size=config.fast_vocab_size))
+
+
+def resolve_horizon(horizon: int | None, checkpoint: str | Path | None) -> int:
+    """--horizon, else the chunk length of the checkpoint training starts from (resume or --init-from), else 10."""
+    if horizon is not None:
+        return horizon
+    if checkpoint is not None:
+        config = Path(checkpoint) / 'config.json'
+        if config.is_file():
+            return int(json.loads(config.read_text())['config']['action_horizon'])
+    return 10
 
 
 def add_repeat_option(parser: argparse.ArgumentParser) -> None:
@@ -231,6 +250,9 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     from .models.vla.train import train_vla
     from .training import TrainConfig, dist_info
 
+    out = Path(args.out)
+    resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
+    args.horizon = resolve_horizon(args.horizon, resume or args.init_from)
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
                          memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
                          memory_keep_first=args.memory_keyframe, repeat=parse_repeat(args.repeat),
@@ -238,8 +260,6 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                          idle_tolerance=0.0 if args.goal_head_only else args.idle_tolerance,
                          extras_per_batch=args.batch_size if args.extras_per_batch else 0)
     check_dataset(dataset, profile)
-    out = Path(args.out)
-    resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
     if args.transfer_from and (args.init_from or args.goal_head_only):
         raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
     if args.subgoal_goal_head and (args.init_from is None or resume is not None):
@@ -262,7 +282,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                              fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
                              flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
                              rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay,
-                             rtc_prefix_noise=config.rtc_prefix_noise)
+                             rtc_prefix_noise=config.rtc_prefix_noise, action_horizon=config.action_horizon)
         if resume is None:
             init_weights = dict(ckpt.state_dict)
             if args.memory_keyframe and not config.vision_goal_reads_memory and not args.goal_head_only:
@@ -282,6 +302,12 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                 config = replace(config, keyframe_encoder=True)
                 init_weights.update({'keyframe_' + k: v for k, v in ckpt.state_dict.items() if k.startswith('vision.')})
         processor = VLAProcessor.from_checkpoint(ckpt, config)
+        if config.action_horizon != ckpt.config.action_horizon and processor.fast_tokenizer is not None:
+            # a longer (or shorter) chunk: the action expert's positions are rotary, so its weights carry over, and
+            # the action statistics stay the model's; the FAST tokenizer compresses whole chunks, so it is fitted
+            # again (its tokens mean new things: --fast-weight 0 leaves it out, the backbone undisturbed)
+            processor.fast_tokenizer = (fit_fast_tokenizer(processor, dataset, args.seed)
+                                        if config.fast_loss_weight > 0 else None)
     elif args.transfer_from:
         processor, init_weights = transfer_init(args.transfer_from, config, profile, dataset, args.seed,
                                                 delta=not args.absolute_actions)
@@ -494,7 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     # 7 cm off where 0 px reached 1.8 cm). Off for the VLA; the high-level decoder and world model keep it.
     common(p, 2000, 16, 3e-4, 'tiny', ['micro', 'tiny', 'tiny_conv', 'small'], image_shift=0,
            shift_help='; off by default: a shifted fixed camera no longer says where objects are')
-    p.add_argument('--horizon', type=int, default=10, help='action chunk length H (steps at the control rate)')
+    p.add_argument('--horizon', type=int, default=None,
+                   help='action chunk length H (steps at the control rate); default: the checkpoint\'s with --resume '
+                        'or --init-from (a different H fine-tunes the model to longer or shorter chunks), else 10')
     p.add_argument('--subgoal-prob', type=float, default=0.3, help='fraction of samples given a subgoal image')
     p.add_argument('--memory-prob', type=float, default=0.3, help='fraction of samples given memory frames')
     p.add_argument('--absolute-actions', action='store_true',

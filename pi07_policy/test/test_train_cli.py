@@ -294,6 +294,36 @@ def test_vla_fine_tunes_from_a_checkpoint(setup):
     assert config['flow_samples'] == 2 and config['fast_loss_weight'] == 0.0
 
 
+def test_vla_fine_tunes_to_a_longer_chunk(setup):
+    """--init-from with another --horizon: the weights carry over (rotary positions), the FAST tokenizer is fitted
+    again for the new chunk length (or left out with --fast-weight 0), the export infers chunks of the new length;
+    a later fine-tune without --horizon keeps the checkpoint's."""
+    root, profile_path = setup
+    if not (root / 'vla_export').is_dir():
+        assert train_cli.main(['vla', *_common(root, profile_path, 'vla'), '--steps', '20', '--batch-size', '8',
+                               '--horizon', '6']) == 0
+    short = json.loads((root / 'vla_export' / 'fast_config.json').read_text())['config']
+    assert short['horizon'] == 6
+    assert train_cli.main(['vla', *_common(root, profile_path, 'h9'), '--steps', '3', '--batch-size', '8',
+                           '--horizon', '9', '--init-from', str(root / 'vla_export')]) == 0
+    config = json.loads((root / 'h9_export' / 'config.json').read_text())['config']
+    assert config['action_horizon'] == 9 and config['fast_loss_weight'] > 0
+    assert json.loads((root / 'h9_export' / 'fast_config.json').read_text())['config']['horizon'] == 9
+    from pi07_policy.models.vla.policy import VLAPolicy
+    policy = VLAPolicy.from_checkpoint(root / 'h9_export', expected_embodiment='testbot')
+    out = policy.infer({'images': {c: np.zeros((16, 16, 3), np.uint8) for c in ('scene', 'wrist')},
+                        'state': np.zeros(3, np.float32), 'task': 'put the red block in the bowl'})
+    assert out['actions'].shape == (9, 3)
+
+    assert train_cli.main(['vla', *_common(root, profile_path, 'h9_again'), '--steps', '2', '--batch-size', '8',
+                           '--init-from', str(root / 'h9_export')]) == 0
+    assert json.loads((root / 'h9_again' / 'summary.json').read_text())['horizon'] == 9
+    assert train_cli.main(['vla', *_common(root, profile_path, 'h12_flow'), '--steps', '2', '--batch-size', '8',
+                           '--horizon', '12', '--fast-weight', '0', '--init-from', str(root / 'vla_export')]) == 0
+    assert not (root / 'h12_flow_export' / 'fast_config.json').exists()
+    assert json.loads((root / 'h12_flow_export' / 'config.json').read_text())['config']['action_horizon'] == 12
+
+
 def test_high_level_and_world_model_subcommands(setup):
     root, profile_path = setup
     assert train_cli.main(['high_level', *_common(root, profile_path, 'hl'), '--steps', '10', '--batch-size', '4',
