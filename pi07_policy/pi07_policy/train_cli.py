@@ -253,6 +253,10 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     out = Path(args.out)
     resume = out / 'checkpoint' if args.resume and (out / 'checkpoint' / 'config.json').is_file() else None
     args.horizon = resolve_horizon(args.horizon, resume or args.init_from)
+    kept = resume or (args.init_from if args.goal_head_only else None)   # runs that keep the checkpoint's model
+    if kept is not None and args.horizon != resolve_horizon(None, kept):
+        raise SystemExit(f'--horizon {args.horizon}: {kept} has chunks of {resolve_horizon(None, kept)} rows, which '
+                         '--resume and --goal-head-only keep (a new length: --init-from without --goal-head-only)')
     dataset = VLADataset(args.dataset, 'train', horizon=args.horizon, subgoal_prob=args.subgoal_prob,
                          memory_prob=args.memory_prob, image_shift=args.image_shift, include=args.include,
                          memory_keep_first=args.memory_keyframe, repeat=parse_repeat(args.repeat),
