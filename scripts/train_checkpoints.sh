@@ -70,6 +70,12 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 #                    task families with the memory keyframe (its goal head widened for it), the same mix and
 #                    training-time RTC, then the goal head's own stage as above (the arm, docs/data.md session 18)
 #   KEYFRAME_FINETUNE_STEPS  that fine-tune's steps (KEYFRAME=finetune)
+#   SUBGOAL_GOAL_HEAD_STEPS  after the goal head's stage (KEYFRAME 1 or finetune), this many steps of a variant whose
+#                    goal head also reads the subgoal images (--subgoal-goal-head: an image encoder of their own),
+#                    again the goal head alone, exported to $RUNS/<e>/vla_subgoal_goal_head_export, not shipped (its
+#                    13 MB would take the checkpoints past 40 MB); 0: none. 2500 is docs/evaluation.md session 21's
+#                    run (true subgoal images then raise the gantry's put-back without memory from 3 to 10 of 40).
+#                    Use it with `python -m pi07_bringup.evaluate --checkpoint action_expert=<that export>`
 #   HINDSIGHT_DIMS   the state dimensions a hindsight "put it back" goal supervises: those a put-back ends at as a
 #                    pick does (the gantry's x and y; the arm's joints but the shoulder and wrist pitch, which
 #                    carry the height); "none": no hindsight samples
@@ -78,7 +84,8 @@ MODELS=${MODELS-"vla high_level world_model"}   # MODELS="" (set, empty): collec
 declare -A GIVEN=()
 for name in VLA_STEPS EXPERT_EPISODES FLOW_SAMPLES GOAL_PRETRAIN_STEPS IMAGE_SHIFT GOAL_CONDITIONING GOAL_HEAD \
             DAGGER_EPISODES DART_EPISODES DART_VARIANT EXTRAS_PER_BATCH EXTRAS_FINETUNE_STEPS RTC_FINETUNE_STEPS \
-            RESTORE_EPISODES KEYFRAME KEYFRAME_FINETUNE_STEPS GOAL_HEAD_STEPS HINDSIGHT_DIMS TRANSFER_FROM; do
+            RESTORE_EPISODES KEYFRAME KEYFRAME_FINETUNE_STEPS GOAL_HEAD_STEPS HINDSIGHT_DIMS TRANSFER_FROM \
+            SUBGOAL_GOAL_HEAD_STEPS; do
   if [[ -n "${!name:-}" ]]; then GIVEN[$name]=${!name}; fi
 done
 setting() { local v="${1}_${2}"; if [[ -n "${!v:-}" ]]; then echo "${!v}"; elif [[ -n "${GIVEN[$1]:-}" ]]; then echo "${GIVEN[$1]}"; else echo "$3"; fi; }
@@ -150,6 +157,10 @@ for E in $EMBODIMENTS; do
   KEYFRAME_FINETUNE_STEPS=$(setting KEYFRAME_FINETUNE_STEPS "$E" "${DEFAULT_KEYFRAME_FINETUNE_STEPS[$E]:-1200}")
   GOAL_HEAD_STEPS=$(setting GOAL_HEAD_STEPS "$E" "${DEFAULT_GOAL_HEAD_STEPS[$E]:-3000}")
   HINDSIGHT_DIMS=$(setting HINDSIGHT_DIMS "$E" "${DEFAULT_HINDSIGHT_DIMS[$E]:-}")
+  SUBGOAL_GOAL_HEAD_STEPS=$(setting SUBGOAL_GOAL_HEAD_STEPS "$E" 0)
+  if [[ "$SUBGOAL_GOAL_HEAD_STEPS" -gt 0 && "$KEYFRAME" == 0 ]]; then
+    echo "SUBGOAL_GOAL_HEAD_STEPS follows the goal head's own stage: it needs KEYFRAME=1 or finetune" >&2; exit 2
+  fi
   CKPT=$CHECKPOINTS/$P
   # 1. demonstrations (seeds: expert 0..399, variants 1000.., restore_layout 2000..; evaluation uses >= 10000)
   python -m pi07_sim.collect -o "$BAGS/$E/expert" --embodiments "$E" --families ordered_place \
@@ -290,6 +301,14 @@ for E in $EMBODIMENTS; do
       $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
           --out "$RUNS/$E/vla_goal_head" --export "$CKPT/vla" --init-from "$LATEST" --keyframe-encoder \
           --goal-head-only --steps "$GOAL_HEAD_STEPS" "${HINDSIGHT[@]}"
+      if [[ "$SUBGOAL_GOAL_HEAD_STEPS" -gt 0 ]]; then
+        # the shipped VLA's goal head widened for the subgoal images (their inputs start at zero weight) and
+        # trained alone again, half its goal samples with their subtask-done subgoal image
+        $NICE python -m pi07_policy.train_cli vla "${VLA_ARGS[@]}" --dataset "$VLA_DATASET" \
+            --out "$RUNS/$E/vla_subgoal_goal_head" --export "$RUNS/$E/vla_subgoal_goal_head_export" \
+            --init-from "$CKPT/vla" --keyframe-encoder --subgoal-goal-head --goal-head-only \
+            --steps "$SUBGOAL_GOAL_HEAD_STEPS" "${HINDSIGHT[@]}"
+      fi
     fi
   fi
   # 4. the high-level subtask / memory decoder (micro preset: the texts are few), every episode; half of the
