@@ -221,7 +221,11 @@ def resolve_horizon(horizon: int | None, checkpoint: str | Path | None) -> int:
     if checkpoint is not None:
         config = Path(checkpoint) / 'config.json'
         if config.is_file():
-            return int(json.loads(config.read_text())['config']['action_horizon'])
+            try:
+                return int(json.loads(config.read_text())['config']['action_horizon'])
+            except (ValueError, KeyError, TypeError) as exc:   # before the dataset loads: a clear error, at once
+                raise SystemExit(f'{checkpoint}: cannot read its chunk length from config.json '
+                                 f'({type(exc).__name__}: {exc}); give --horizon or a valid checkpoint') from exc
     return 10
 
 

@@ -321,6 +321,11 @@ def test_vla_fine_tunes_to_a_longer_chunk(setup):
     assert train_cli.main(['vla', *_common(root, profile_path, 'h12_flow'), '--steps', '2', '--batch-size', '8',
                            '--horizon', '12', '--fast-weight', '0', '--init-from', str(root / 'vla_export')]) == 0
     assert not (root / 'h12_flow_export' / 'fast_config.json').exists()
+    corrupt = root / 'corrupt_ckpt'
+    corrupt.mkdir(exist_ok=True)
+    (corrupt / 'config.json').write_text('{"config": {')   # a truncated file: named, before any data loads
+    with pytest.raises(SystemExit, match='cannot read its chunk length'):
+        train_cli.main(['vla', *_common(root, profile_path, 'h_corrupt'), '--steps', '1', '--init-from', str(corrupt)])
     with pytest.raises(SystemExit, match='--goal-head-only keep'):   # the model stays the checkpoint's: so does H
         train_cli.main(['vla', *_common(root, profile_path, 'h_bad'), '--steps', '1', '--horizon', '7',
                         '--goal-weight', '1', '--goal-head-only', '--init-from', str(root / 'h9_export')])
