@@ -1,6 +1,9 @@
 """Diagnosis (privileged): where and when the policy closes the gripper in closed loop, under inference delay.
 Per episode, each commanded close with the tool's distance from the block the subtask names (x-y and height, cm),
-the arm's fastest joint speed then, and whether that block was held 1.5 s later.
+the arm's fastest joint speed then, where the command puts the tool against where it is (x-y and height, cm: the
+arm's forward kinematics of the commanded joints), the largest gap between the commanded and the measured
+position over the other dimensions (rad for the arm, m / rad for the gantry), and whether that block was held
+1.5 s later.
 
     python scripts/gripper_close_trace.py --checkpoint pi07_bringup/checkpoints/sim_arm7/vla --embodiment arm7 \
         --chunking rtc --inference-delay-steps 4 --seeds 10000 10012 [--gripper-confirm-s 0.3]
@@ -54,10 +57,16 @@ def main(argv: list[str] | None = None) -> int:
                 block = env.task.subtasks[done].obj
                 tcp, _ = env.tcp_pose()
                 position = env.block_position(block)
+                command = np.asarray(frame['action'], np.float64)
+                commanded_tool = env.ik.forward(command[:-1])[0] if env.ik is not None else command[:3]
+                gap = np.abs(command[:-1] - np.asarray(frame['obs']['state'], np.float64)[:-1]).max()
                 close = {'t': round(t, 1), 'subtask': env.task.subtasks[done].text, 'block': block,
                          'xy_cm': round(100 * float(np.linalg.norm(tcp[:2] - position[:2])), 1),
                          'dz_cm': round(100 * float(tcp[2] - position[2]), 1),
-                         'joint_speed_max': round(float(np.abs(env.joint_velocities()).max()), 2)}
+                         'joint_speed_max': round(float(np.abs(env.joint_velocities()).max()), 2),
+                         'command_xy_cm': round(100 * float(np.linalg.norm(commanded_tool[:2] - tcp[:2])), 1),
+                         'command_dz_cm': round(100 * float(commanded_tool[2] - tcp[2]), 1),
+                         'command_gap': round(float(gap), 3)}
                 closes.append(close)
                 state['open_close'] = close
             state['closed'] = closed
