@@ -1,5 +1,6 @@
-"""Diagnosis (privileged, gantry only): closed-loop rollouts of a goal-conditioned VLA whose image-encoder goal
-estimate is replaced, during pick subtasks, by the true goal from the simulator. The success it reaches bounds
+"""Diagnosis (privileged): closed-loop rollouts of a goal-conditioned VLA whose image-encoder goal
+estimate is replaced, during pick subtasks (the gantry) or the put-back (both embodiments), by the true goal from the
+simulator. The success it reaches bounds
 what better perception alone could give; the gap to 100 % is the action pathway's.
 
     python scripts/oracle_goal_rollout.py --checkpoint pi07_bringup/checkpoints/sim_gantry/vla --seeds 10000 10020
@@ -10,11 +11,21 @@ height, the tool at the block's yaw folded into [-pi/4, pi/4), the gripper close
 pick goals show z = 0.134 m and gripper = 0.512). `--noise-cm` adds Gaussian x-y error of that RMS to it.
 With `--family restore_layout` the goal replaced is the put-back's ("put the red block back where it was"): its x
 and y become the block's starting spot, the other dimensions stay the estimate's; the estimate's x-y error there
-is reported (`putback_error_cm_median`)."""
+is reported (`putback_error_cm_median`).
+
+The arm (`--embodiment arm7 --family restore_layout`; its goal is a joint state): the estimate's tool pose (forward
+kinematics) is moved to the starting spot in x-y, keeping its height and yaw, and solved back to joints from the
+estimate's own configuration; the gripper stays the estimate's. The arm's rollouts keep its executor's 1.2 s gripper
+dwell (`--gripper-dwell-s`).
+
+    python scripts/oracle_goal_rollout.py --checkpoint pi07_bringup/checkpoints/sim_arm7/vla --embodiment arm7 \
+        --family restore_layout --memory --seeds 10000 10060 --jobs 2"""
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -32,18 +43,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--family', default='ordered_place', choices=['ordered_place', 'restore_layout'])
     parser.add_argument('--memory', action='store_true', help='memory frames in the prompt (the keyframe too)')
+    parser.add_argument('--embodiment', default='gantry', choices=['gantry', 'arm7'])
+    parser.add_argument('--gripper-dwell-s', type=float, default=None, help='default: 1.2 for arm7, 0 otherwise')
+    parser.add_argument('--jobs', type=int, default=1, help='split the seeds over this many processes (1 thread each)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    from pi07_policy.data.rollout import rollout, summarize
+    if args.embodiment == 'arm7' and args.family != 'restore_layout':
+        parser.error('the arm: only the put-back goal (--family restore_layout)')
+    seeds = list(range(*args.seeds))
+    if args.jobs > 1:
+        shares = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
+        with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
+            parts = [f.result() for f in [pool.submit(episodes, args, share, 1) for share in shares]]
+        results = sorted((r for part, _ in parts for r in part), key=lambda r: r['seed'])
+        putback_errors = [e for _, errors in parts for e in errors]
+    else:
+        results, putback_errors = episodes(args, seeds, args.threads)
+    from pi07_policy.data.rollout import summarize
+    summary = summarize(results)
+    if putback_errors:
+        summary['putback_error_cm_median'] = (np.median(putback_errors, axis=0) * 100).round(1).tolist()
+    print(json.dumps(summary))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump({'results': results, 'summary': summary, 'noise_cm': args.noise_cm}, f, indent=1)
+    return 0
+
+
+def episodes(args, seeds: list[int], threads: int) -> tuple[list[dict], list[np.ndarray]]:
+    torch.set_num_threads(threads)
+    from pi07_policy.data.rollout import rollout
     from pi07_policy.models.vla.policy import VLAPolicy
     from pi07_sim.env import TabletopEnv
 
-    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment='gantry')
+    policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment)
     model, processor = policy.model, policy.processor
     if not model.config.goal_conditioning:
         raise SystemExit(f'{args.checkpoint}: not a goal-conditioned VLA (--goal-conditioning)')
-    env = TabletopEnv('gantry', args.family, image_size=96)
+    env = TabletopEnv(args.embodiment, args.family, image_size=96)
     rng = np.random.default_rng(0)
     estimate = model.vision_goal
 
@@ -73,24 +110,30 @@ def main(argv: list[str] | None = None) -> int:
             return goal
         est = processor._norm['state'].unnormalize(goal[0].detach().numpy().astype(np.float64))
         origin = np.array(env.task.layout.blocks[sub.obj][:2])
-        putback_errors.append(np.abs(est[:2] - origin))
+        spot = origin + rng.normal(size=2) * args.noise_cm / 100 / np.sqrt(2)
         true = est.copy()
-        true[:2] = origin + rng.normal(size=2) * args.noise_cm / 100 / np.sqrt(2)
+        if env.ik is None:   # the gantry: the state is the tool's pose
+            putback_errors.append(np.abs(est[:2] - origin))
+            true[:2] = spot
+        else:   # the arm: the estimate's tool pose, moved to the spot, solved back to joints from its configuration
+            joints = est[:len(env.ik.qpos_index)]
+            tool, rotation = env.ik.forward(joints)
+            putback_errors.append(np.abs(tool[:2] - origin))
+            yaw = float(np.arctan2(rotation[1, 0], rotation[0, 0]))
+            true[:len(joints)] = env.ik.solve(np.array([spot[0], spot[1], tool[2]]), yaw, joints, iterations=100)
         goal = goal.clone()
         goal[0] = torch.as_tensor(processor._norm['state'].normalize(true), dtype=goal.dtype)
         return goal
 
     model.vision_goal = true_pick_goal if args.family == 'ordered_place' else true_putback_goal
-    results = rollout(policy, env, range(*args.seeds), execute_steps=args.execute_steps, use_memory=args.memory,
-                      metadata={'speed': 4, 'quality': 5, 'mistake': False})
-    summary = summarize(results)
-    if putback_errors:
-        summary['putback_error_cm_median'] = (np.median(putback_errors, axis=0) * 100).round(1).tolist()
-    print(json.dumps(summary))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump({'results': results, 'summary': summary, 'noise_cm': args.noise_cm}, f, indent=1)
-    return 0
+    dwell = args.gripper_dwell_s if args.gripper_dwell_s is not None else (1.2 if args.embodiment == 'arm7' else 0.0)
+    try:
+        results = rollout(policy, env, seeds, execute_steps=args.execute_steps, use_memory=args.memory,
+                          metadata={'speed': 4, 'quality': 5, 'mistake': False}, gripper_dwell_s=dwell,
+                          progress=args.jobs == 1)
+    finally:
+        env.close()
+    return results, putback_errors
 
 
 if __name__ == '__main__':
