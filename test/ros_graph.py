@@ -22,8 +22,20 @@ class Probe:
         self._lock = threading.Lock()
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
+        self._extra_nodes: list = []
         self._thread = threading.Thread(target=self._executor.spin, daemon=True)
         self._thread.start()
+
+    def action_client(self, action_type, name: str):
+        """An action client spun with the probe. rclpy's ActionClient registers itself with its node before its
+        constructor has finished (its lock comes later), so one made on the node this thread is spinning can crash
+        the spin thread ('no attribute _lock'); it is made on a node of its own, added once it is whole."""
+        from rclpy.action import ActionClient
+        node = rclpy.create_node(f'{self.node.get_name()}_action_client_{len(self._extra_nodes)}')
+        client = ActionClient(node, action_type, name)
+        self._extra_nodes.append(node)
+        self._executor.add_node(node)
+        return client
 
     def record(self, msg_type, topic: str, qos=10, key: str | None = None) -> str:
         key = key or topic
@@ -66,6 +78,8 @@ class Probe:
 
     def stop(self) -> None:
         self._executor.shutdown(timeout_sec=2.0)
+        for node in self._extra_nodes:
+            node.destroy_node()
         self.node.destroy_node()
 
 

@@ -31,7 +31,6 @@ def high_level(tmp_path):
 
 def test_execute_task_with_plan_feedback_memory_and_interjection(high_level):
     from pi07_common.qos import LATCHED
-    from rclpy.action import ActionClient
 
     from pi07_msgs.action import ExecuteTask
     from pi07_msgs.msg import LanguageMemory, Subtask, Task, TaskStatus
@@ -43,7 +42,7 @@ def test_execute_task_with_plan_feedback_memory_and_interjection(high_level):
     updates = probe.record(LanguageMemory, 'memory/language_update')
     tasks = probe.record(Task, 'task', LATCHED)
     status_pub = node.create_publisher(TaskStatus, 'task_status', 10)
-    client = ActionClient(node, ExecuteTask, 'execute_task')
+    client = probe.action_client(ExecuteTask, 'execute_task')
     assert client.wait_for_server(timeout_sec=30)
     # the volatile memory updates are counted below: the recording must have matched before the first one
     assert probe.wait_for(lambda: probe.publisher_count(updates) > 0 and status_pub.get_subscription_count() > 0, 10)
