@@ -29,7 +29,8 @@ class Probe:
     def action_client(self, action_type, name: str):
         """An action client spun with the probe. rclpy's ActionClient registers itself with its node before its
         constructor has finished (its lock comes later), so one made on the node this thread is spinning can crash
-        the spin thread ('no attribute _lock'); it is made on a node of its own, added once it is whole."""
+        the spin thread ('no attribute _lock'; ros2/rclpy#1589, still in the Kilted wheels here); it is made on a node
+        of its own, added once it is whole."""
         from rclpy.action import ActionClient
         node = rclpy.create_node(f'{self.node.get_name()}_action_client_{len(self._extra_nodes)}')
         client = ActionClient(node, action_type, name)
