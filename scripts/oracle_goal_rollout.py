@@ -23,9 +23,8 @@ dwell (`--gripper-dwell-s`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import torch
@@ -52,9 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error('the arm: only the put-back goal (--family restore_layout)')
     seeds = list(range(*args.seeds))
     if args.jobs > 1:
-        shares = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
-        with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
-            parts = [f.result() for f in [pool.submit(episodes, args, share, 1) for share in shares]]
+        from pi07_policy.data.rollout import over_seed_shares
+        parts = over_seed_shares(functools.partial(episodes, args, threads=1), seeds, args.jobs)
         results = sorted((r for part, _ in parts for r in part), key=lambda r: r['seed'])
         putback_errors = [e for _, errors in parts for e in errors]
     else:

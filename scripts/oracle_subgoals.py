@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for kind in args.subgoals:
         run_args = argparse.Namespace(**{**vars(args), 'subgoals': kind})
-        shares = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
-        with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
-            episodes = sorted((r for f in [pool.submit(run_share, run_args, s) for s in shares] for r in f.result()),
-                              key=lambda r: r['seed'])
+        from pi07_policy.data.rollout import over_seed_shares
+        parts = over_seed_shares(functools.partial(run_share, run_args), seeds, args.jobs)
+        episodes = sorted((r for part in parts for r in part), key=lambda r: r['seed'])
         ok = sum(r['success'] for r in episodes)
         rows[kind] = {'successes': ok, 'episodes': len(episodes),
                       'mean_progress': round(float(np.mean([r['progress'] for r in episodes])), 3),

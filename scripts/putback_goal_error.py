@@ -18,9 +18,8 @@ end-effector goal would help), or near it (the action pathway does not follow it
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--out', default='out/putback/putback.json')
     args = parser.parse_args(argv)
     seeds = list(range(*args.seeds))
-    shares = [seeds[i::args.jobs] for i in range(args.jobs) if seeds[i::args.jobs]]
-    with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
-        results = sorted((r for f in [pool.submit(episodes, args.checkpoint, s, args.gripper_dwell_s) for s in shares]
-                          for r in f.result()), key=lambda r: r['seed'])
+    from pi07_policy.data.rollout import over_seed_shares
+    parts = over_seed_shares(functools.partial(episodes, args.checkpoint, dwell_s=args.gripper_dwell_s), seeds,
+                             args.jobs)
+    results = sorted((r for part in parts for r in part), key=lambda r: r['seed'])
     reached = [r for r in results if 'putback_goal_error_start_m' in r]
     print(f'{sum(r["success"] for r in results)} / {len(results)} succeeded; {len(reached)} reached the put-back')
     print('| seed | result | block from its spot (m) | estimate from the spot: start / median / end (m) |')

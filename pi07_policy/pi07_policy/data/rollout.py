@@ -30,6 +30,7 @@ then holds again for the next.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -332,20 +333,25 @@ def _generate(world_model, obs: Mapping[str, Any], seed: int | None) -> dict:
         return world_model.generate(obs, seed=seed)
 
 
-def rollout_jobs(args, seeds: list[int], jobs: int) -> list[dict[str, Any]]:
-    """`seeds` split over `jobs` processes (one torch thread each), results in seed order. Each episode's noise
-    depends on its seed only (`VLAPolicy.reseed`), so the results are those of one process."""
+def over_seed_shares(fn: Callable[[list[int]], Any], seeds: list[int], jobs: int, desc: str | None = None) -> list:
+    """`fn(share)` for `seeds` split over `jobs` spawned processes (share i: seeds[i::jobs]); its returns, in share
+    order. `fn` must pickle (a module-level function, or a functools.partial of one). Each episode's noise depends
+    on its seed only (`VLAPolicy.reseed`), so the split changes no episode. `desc`: a progress bar over the shares."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     from tqdm.auto import tqdm
     shares = [seeds[i::jobs] for i in range(jobs) if seeds[i::jobs]]
-    results: list[dict[str, Any]] = []
     with ProcessPoolExecutor(len(shares), mp_context=multiprocessing.get_context('spawn')) as pool:
-        futures = [pool.submit(_episodes_from_args, args, share, False) for share in shares]
-        for future in tqdm(futures, desc=f'rollout ({len(shares)} jobs)', unit='job'):
-            results += future.result()
-    return sorted(results, key=lambda r: r['seed'])
+        futures = [pool.submit(fn, share) for share in shares]
+        return [f.result() for f in tqdm(futures, desc=desc, unit='job', disable=desc is None)]
+
+
+def rollout_jobs(args, seeds: list[int], jobs: int) -> list[dict[str, Any]]:
+    """`seeds` split over `jobs` processes (one torch thread each), results in seed order: those of one process."""
+    parts = over_seed_shares(functools.partial(_episodes_from_args, args, progress=False), seeds, jobs,
+                             desc=f'rollout ({min(jobs, len(seeds))} jobs)')
+    return sorted((r for part in parts for r in part), key=lambda r: r['seed'])
 
 
 def build_parser(description: str = 'closed-loop rollouts of a VLA checkpoint in pi07_sim, no ROS'):
