@@ -124,6 +124,10 @@ DAGGER_LR=${DAGGER_LR:-2e-4}
 HL_STEPS=${HL_STEPS:-4000}
 WM_VAE_STEPS=${WM_VAE_STEPS:-150}
 WM_STEPS=${WM_STEPS:-250}
+# The shipped world models' text encoder: 24 tokens, a long prompt cut at its end. That cuts the subtask out of
+# every prompt of the sim's tasks, so they do not read it (docs/world_model.md, session 26); WM_TEXT_ARGS=
+# (empty) trains one on the presets' 48 tokens, which reads it.
+read -r -a WM_TEXT_ARGS <<< "${WM_TEXT_ARGS-"--text-tokens 24 --cut-prompt-tail"}"
 BAGS=${BAGS:-data/bags}
 DATASETS=${DATASETS:-data/datasets}
 RUNS=${RUNS:-runs}
@@ -323,7 +327,8 @@ for E in $EMBODIMENTS; do
   if want world_model; then
     $NICE python -m pi07_policy.train_cli world_model --dataset "$DATASETS/$E" --profile "$P" \
         --out "$RUNS/$E/world_model" --export "$CKPT/world_model" --config micro --image-size 64 \
-        --vae-steps "$WM_VAE_STEPS" --steps "$WM_STEPS" --batch-size 16 --workers 1 --seed "$SEED"
+        --vae-steps "$WM_VAE_STEPS" --steps "$WM_STEPS" --batch-size 16 --workers 1 --seed "$SEED" \
+        "${WM_TEXT_ARGS[@]}"
   fi
 done
 du -sh "$CHECKPOINTS"/*/*

@@ -468,6 +468,9 @@ def run_world_model(args, profile: ProfileSpec) -> dict:
     cfg = replace(cfg, camera_names=tuple(profile.camera_names), reads_keyframe=args.keyframe)
     if args.image_size:
         cfg = replace(cfg, image_size=args.image_size)
+    if args.text_tokens or args.cut_prompt_tail:
+        cfg = replace(cfg, text=replace(cfg.text, max_tokens=args.text_tokens or cfg.text.max_tokens,
+                                        keep_subtask=not args.cut_prompt_tail))
     tc = WorldModelTrainConfig(vae_steps=args.vae_steps, flow_steps=args.steps, batch_size=args.batch_size,
                                flow_lr=args.lr, seed=args.seed, plot_every=args.plot_every, log_every=args.log_every,
                                save_every=args.save_every)
@@ -630,6 +633,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--keyframe', action='store_true',
                    help='the model also reads each camera\'s first frame of the task (the memory node\'s keyframe), '
                         'so it can draw a place only that frame shows ("put it back where it was")')
+    p.add_argument('--text-tokens', type=int, default=0,
+                   help='tokens of "Task: ... Subtask: ..." the text encoder reads (0: the preset\'s, 48); a longer '
+                        'prompt loses the end of its task, never its subtask')
+    p.add_argument('--cut-prompt-tail', action='store_true',
+                   help='the rule before session 26, to regenerate the world models trained with it: a prompt too '
+                        'long loses its end, subtask first (with 24 tokens, every subtask of the sim\'s tasks)')
     return parser
 
 

@@ -500,16 +500,19 @@ def test_world_model_with_keyframes_through_training_evaluation_and_a_goal_head(
     root, profile_path = setup
     assert train_cli.main(['world_model', *_common(root, profile_path, 'wmk'), '--steps', '4', '--vae-steps', '4',
                            '--batch-size', '4', '--image-size', '16', '--keyframe', '--subgoal-end-prob', '1',
-                           '--repeat', 'ep_1=2']) == 0
+                           '--repeat', 'ep_1=2', '--text-tokens', '24', '--cut-prompt-tail']) == 0
     from pi07_world_model import evaluation_world_model
     from pi07_world_model.modeling_world_model import WorldModel
-    assert WorldModel.from_pretrained(root / 'wmk_export').config.reads_keyframe
+    config = WorldModel.from_pretrained(root / 'wmk_export').config
+    # the shipped world models' text rule (train_checkpoints.sh pins it to regenerate them)
+    assert config.reads_keyframe and config.text.max_tokens == 24 and not config.text.keep_subtask
     capsys.readouterr()
     evaluation_world_model.main([str(root / 'wmk_export'), '--dataset', str(root / 'dataset'), '--split', 'val',
                                  '--samples', '4', '--subtask-contains', 'place'])
     report = json.loads(capsys.readouterr().out)
     assert report['samples'] == 4 and np.isfinite(report['mse_wrong_keyframe']) and np.isfinite(
         report['mse_no_keyframe'])
+    assert 0 <= report['pairs_wrong_subtask'] <= 4 and 0 <= report['pairs_wrong_keyframe'] <= 4
     with pytest.raises(ValueError, match='no samples of a subtask containing'):
         evaluation_world_model.main([str(root / 'wmk_export'), '--dataset', str(root / 'dataset'),
                                      '--subtask-contains', 'juggle'])

@@ -45,6 +45,10 @@ class TextEncoderConfig:
 
     vocab_size: int = 1024       # upper bound for the trained tokenizer; unused rows stay at their init
     max_tokens: int = 32
+    # A prompt longer than max_tokens loses the end of its task, never its subtask (the part that changes within
+    # an episode). False: the prompt's tail is cut, subtask first, as checkpoints written without the key were
+    # trained (the presets' 24 tokens cut every subtask of the sim's tasks; docs/world_model.md).
+    keep_subtask: bool = False
     dim: int = 128
     depth: int = 2
     heads: int = 4
@@ -118,7 +122,8 @@ class WorldModelConfig:
 
 def tiny() -> WorldModelConfig:
     """Default: 96 px, 12x12x8 latents; two cameras in well under 0.5 s on one CPU thread."""
-    return WorldModelConfig(unet=UNetConfig(position_embedding=True))
+    return WorldModelConfig(text=TextEncoderConfig(max_tokens=48, keep_subtask=True),
+                            unet=UNetConfig(position_embedding=True))
 
 
 def micro(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 'wrist')) -> WorldModelConfig:
@@ -127,7 +132,7 @@ def micro(image_size: int = 32, camera_names: tuple[str, ...] = ('scene', 'wrist
         camera_names=camera_names,
         image_size=image_size,
         vae=VAEConfig(patch_size=4, hidden=64, res_blocks=1, latent_channels=8),
-        text=TextEncoderConfig(vocab_size=512, max_tokens=24, dim=64, depth=1, heads=4),
+        text=TextEncoderConfig(vocab_size=512, max_tokens=48, dim=64, depth=1, heads=4, keep_subtask=True),
         unet=UNetConfig(channels=(64, 96), attention=(True, True), heads=4, groups=16, cond_dim=128,
                         position_embedding=True),
         num_flow_steps=8,

@@ -4,9 +4,12 @@ Metrics (per-pixel MSE in [-1, 1] units, mean over samples and cameras):
 - `mse_generated`: generated subgoal vs the true subgoal image;
 - `mse_copy_current`: the current image vs the true subgoal (the "nothing moves" baseline the model must beat);
 - `mse_vae_reconstruction`: the true subgoal through the VAE (the floor the generator can reach);
-- `mse_wrong_subtask`: generated with another sample's subtask (a model that reads the text does worse here);
-- `mse_wrong_keyframe` / `mse_no_keyframe` (a model that reads keyframes): generated with another sample's keyframe /
-  with none.
+- `mse_wrong_subtask`: generated with another sample's subtask, one that differs from its own (a model that reads
+  the text does worse here);
+- `mse_wrong_keyframe` / `mse_no_keyframe` (a model that reads keyframes): generated with another episode's keyframe
+  (first frames that differ from its own) / with none.
+A sample whose batch holds no other subtask (or keyframe) keeps its own there; `pairs_wrong_subtask` and
+`pairs_wrong_keyframe` count the samples that got a different one.
 
     python -m pi07_world_model.evaluation_world_model runs/wm/world_model --samples 128
     python -m pi07_world_model.evaluation_world_model pi07_bringup/checkpoints/sim_gantry/world_model \
@@ -35,14 +38,20 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
              guidance_scale: float | None = None) -> dict[str, float]:
     model.eval()
     sums = {'mse_generated': 0.0, 'mse_copy_current': 0.0, 'mse_vae_reconstruction': 0.0, 'mse_wrong_subtask': 0.0}
+    counts = {'pairs_wrong_subtask': 0}
     if model.config.reads_keyframe:
         sums.update(mse_wrong_keyframe=0.0, mse_no_keyframe=0.0)
+        counts['pairs_wrong_keyframe'] = 0
+    sums.update(counts)
     n = min(num_samples, len(dataset))
     for start in range(0, n, batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, n))]
         batch = model.processor.collate(items)
-        # Each sample paired with the next one's subtask text (same images and metadata).
-        shuffled = [dict(item, subtask=items[(i + 1) % len(items)]['subtask']) for i, item in enumerate(items)]
+        # Each sample paired with the next one whose subtask text differs (same images and metadata): neighbours
+        # drawn from one episode often share it, and pairing with an equal text would measure nothing.
+        partner = [_next_different(items, i, lambda a, b: a['subtask'] != b['subtask']) for i in range(len(items))]
+        sums['pairs_wrong_subtask'] += sum(j != i for i, j in enumerate(partner))
+        shuffled = [dict(item, subtask=items[j]['subtask']) for item, j in zip(items, partner)]
         wrong = model.processor.collate(shuffled)
         target, current = batch['subgoal_images'], batch['images']                  # (B, V, 3, S, S)
         generated = model.sample(batch, seed=seed + start, guidance_scale=guidance_scale)
@@ -51,8 +60,9 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
         results = [('mse_generated', generated), ('mse_copy_current', current),
                    ('mse_vae_reconstruction', recon), ('mse_wrong_subtask', off)]
         if model.config.reads_keyframe:
-            swapped = [dict(item, keyframe_images=items[(i + 1) % len(items)].get('keyframe_images'))
-                       for i, item in enumerate(items)]
+            partner = [_next_different(items, i, _keyframes_differ) for i in range(len(items))]
+            sums['pairs_wrong_keyframe'] += sum(j != i for i, j in enumerate(partner))
+            swapped = [dict(item, keyframe_images=items[j].get('keyframe_images')) for item, j in zip(items, partner)]
             results += [('mse_wrong_keyframe', model.sample(model.processor.collate(swapped), seed=seed + start,
                                                             guidance_scale=guidance_scale)),
                         ('mse_no_keyframe', model.sample({k: v for k, v in batch.items()
@@ -60,9 +70,25 @@ def evaluate(model: WorldModel, dataset: Dataset, num_samples: int = 128, batch_
                                                          guidance_scale=guidance_scale))]
         for key, images in results:
             sums[key] += (images - target).pow(2).mean(dim=(1, 2, 3, 4)).sum().item()   # summed over the batch
-    out = {k: v / n for k, v in sums.items()}
+    out = {k: (v if k in counts else v / n) for k, v in sums.items()}
     out['samples'] = n
     return out
+
+
+def _next_different(items: list[dict], i: int, differs) -> int:
+    """The index of the first item after i (cyclically) for which differs(items[i], item) holds; i if none."""
+    for step in range(1, len(items)):
+        j = (i + step) % len(items)
+        if differs(items[i], items[j]):
+            return j
+    return i
+
+
+def _keyframes_differ(a: dict, b: dict) -> bool:
+    ka, kb = a.get('keyframe_images'), b.get('keyframe_images')
+    if ka is None or kb is None:
+        return (ka is None) != (kb is None)
+    return ka.keys() != kb.keys() or any(not np.array_equal(np.asarray(ka[c]), np.asarray(kb[c])) for c in ka)
 
 
 def dataset_samples(root: str, split: str, num_samples: int, seed: int, keyframe: bool = False,

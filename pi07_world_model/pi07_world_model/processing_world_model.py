@@ -145,10 +145,15 @@ class WorldModelProcessor:
 
     # --- text ---------------------------------------------------------------------------------------------------
     def encode_text(self, task: str | None, subtask: str | None) -> tuple[list[int], list[bool]]:
-        """BOS + tokens of the prompt, truncated and padded to config.text.max_tokens."""
+        """BOS + tokens of the prompt, truncated and padded to config.text.max_tokens. With text.keep_subtask a
+        prompt too long loses the end of its task (the subtask, what this call is about, stays whole)."""
         L = self.config.text.max_tokens
         text = render_prompt(task, subtask)
         ids = [self.bos_id] + (self.tokenizer.encode(text).ids if text else [])
+        if len(ids) > L and self.config.text.keep_subtask and task and subtask:
+            tail = self.tokenizer.encode(' ' + render_prompt(None, subtask)).ids
+            head = [self.bos_id] + self.tokenizer.encode(render_prompt(task, None)).ids
+            ids = head[:max(1, L - len(tail))] + tail
         ids = ids[:L]
         mask = [True] * len(ids) + [False] * (L - len(ids))
         return ids + [self.pad_id] * (L - len(ids)), mask

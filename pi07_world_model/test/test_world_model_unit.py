@@ -1,6 +1,7 @@
 """World model: shapes, prompt-component dropping, processor, determinism (fast, untrained weights)."""
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -163,3 +164,50 @@ def test_classifier_free_guidance_is_optional_and_changes_the_sample(model_and_d
     bare = {'images': obs['images']}
     a, b = model.generate(bare, seed=0)['subgoal_images'], model.generate(bare, seed=0, guidance_scale=3.0)
     assert all(np.abs(a[c].astype(int) - b['subgoal_images'][c].astype(int)).max() <= 1 for c in a)
+
+
+def test_held_out_evaluation_pairs_each_sample_with_a_subtask_that_differs(model_and_data):
+    from pi07_world_model.evaluation_world_model import _next_different, evaluate
+    model, data = model_and_data
+    items = [{'subtask': s} for s in ('a', 'a', 'b', 'a')]
+    differs = lambda x, y: x['subtask'] != y['subtask']
+    # the next one with another text, cyclically; the sample itself where the batch holds no other
+    assert [_next_different(items, i, differs) for i in range(4)] == [2, 2, 3, 2]
+    assert _next_different([{'subtask': 'a'}] * 3, 1, differs) == 1
+    report = evaluate(model, data, num_samples=8, batch_size=4)
+    assert report['pairs_wrong_subtask'] == 8 and report['samples'] == 8
+
+    class OneSubtask(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return dict(data[i], subtask='move the red block left')
+
+    same = evaluate(model, OneSubtask(), num_samples=4, batch_size=4)
+    # nothing to pair with: the "wrong" subtask is the sample's own, and the report says so
+    assert same['pairs_wrong_subtask'] == 0 and same['mse_wrong_subtask'] == same['mse_generated']
+
+
+def test_a_prompt_too_long_loses_the_end_of_its_task_not_its_subtask(model_and_data):
+    model, _ = model_and_data
+    task = 'move the red block left, then the blue block up, then the green block down and the yellow one right'
+    subtask = 'move the blue block up'
+    tokenizer = model.processor.tokenizer
+    subtask_ids = tokenizer.encode(' Subtask: move the blue block up.').ids
+    for keep in (True, False):
+        cfg = dataclasses.replace(model.config, text=dataclasses.replace(model.config.text, max_tokens=20,
+                                                                         keep_subtask=keep))
+        ids, mask = WorldModelProcessor(cfg, tokenizer).encode_text(task, subtask)
+        assert len(ids) == 20 and all(mask)                                   # too long: every slot used
+        assert (ids[-len(subtask_ids):] == subtask_ids) == keep              # the old rule cut the subtask
+    # short prompts are unchanged by the rule
+    short = WorldModelProcessor(model.config, tokenizer).encode_text('tidy up', subtask)
+    assert model.config.text.keep_subtask and short[0][1:sum(short[1])] == tokenizer.encode(
+        'Task: tidy up. Subtask: move the blue block up.').ids
+
+
+def test_presets_fit_the_sims_prompts():
+    # the sim's longest prompts are ~31 tokens: the presets must hold them whole
+    assert micro().text.max_tokens >= 40 and tiny().text.max_tokens >= 40
+    assert micro().text.keep_subtask and tiny().text.keep_subtask
