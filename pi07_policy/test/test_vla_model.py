@@ -502,3 +502,18 @@ def test_keyframe_encoder_is_the_goal_heads_alone():
                         for s in masked])
     with torch.no_grad():
         assert torch.allclose(model.vision_goal_loss(batch)['loss'], model.vision_goal_loss(far)['loss'])
+
+
+def test_a_prompt_too_long_loses_the_end_of_its_task_not_its_subtask():
+    samples = micro_data().samples
+    task = 'put the red block in the bowl, then the blue one, then the green one, and then the yellow one ' * 2
+    subtask = 'pick up the blue block'
+    for keep in (True, False):
+        proc = VLAProcessor.build(micro(max_text_tokens=32, keep_subtask=keep), ROBOT, samples, fit_fast=False)
+        with pytest.warns(UserWarning, match='end of its ' + ('task' if keep else 'subtask') + ' is cut'):
+            ids, segs = proc.text(task, subtask, {'speed': 3, 'quality': 5})
+        subtask_ids = proc.text_tokenizer.encode(f'Subtask: {subtask}. ').ids
+        assert len(ids) == 32                                              # too long: every slot used
+        assert (ids[-len(subtask_ids):].tolist() == subtask_ids) == keep    # the old rule cut the subtask
+        assert (segs == 1).any() == keep and segs[0] == 2     # segments: 1 subtask, 2 metadata (always first)
+    assert micro().keep_subtask and tiny().keep_subtask and small().keep_subtask and pi05().keep_subtask

@@ -68,6 +68,10 @@ class VLAConfig:
     memory_image_size: int = 48          # past frames are encoded smaller ...
     memory_tokens_per_frame: int = 4     # ... and pooled to this many tokens (a square: 1, 4, 9, ...)
     max_text_tokens: int = 48
+    # A prompt longer than max_text_tokens loses the end of its task, never its subtask (the part the high-level
+    # policy steers with). False: the prompt's end is cut, subtask first, as checkpoints written without the key
+    # were trained; the presets set True.
+    keep_subtask: bool = False
     max_fast_tokens: int = 96
     # robot interface (the model's padded dimensions; per-robot dimensions live in processing)
     state_dim: int = 14
@@ -182,7 +186,7 @@ class VLAConfig:
 
 def tiny(**overrides) -> VLAConfig:
     """~5M parameters: tests and the CPU benchmark."""
-    return replace(VLAConfig(), **overrides)
+    return replace(VLAConfig(keep_subtask=True), **overrides)
 
 
 def tiny_conv(**overrides) -> VLAConfig:
@@ -192,7 +196,7 @@ def tiny_conv(**overrides) -> VLAConfig:
     feature maps can single out the object the subtask names) and 16 spatial-softmax keypoints per camera.
     (film_source='subtask' is available; its one run, together with the recover bags, did worse: docs/data.md.)"""
     vision = VisionConfig(kind='conv', image_size=64, patch_size=16, hidden_size=128, film=True, keypoints=16)
-    return replace(VLAConfig(vision=vision), **overrides)
+    return replace(VLAConfig(vision=vision, keep_subtask=True), **overrides)
 
 
 def small(**overrides) -> VLAConfig:
@@ -201,7 +205,7 @@ def small(**overrides) -> VLAConfig:
                     decoder=DecoderConfig(hidden_size=384, num_layers=8, num_heads=6, num_kv_heads=1, head_dim=64,
                                           intermediate_size=2048),
                     expert=ExpertConfig(hidden_size=256, intermediate_size=1024),
-                    text_vocab_size=4096, fast_vocab_size=1024)
+                    text_vocab_size=4096, fast_vocab_size=1024, keep_subtask=True)
     return replace(cfg, **overrides)
 
 
@@ -214,7 +218,7 @@ def pi05(**overrides) -> VLAConfig:
                                           intermediate_size=16384),
                     expert=ExpertConfig(hidden_size=1024, intermediate_size=4096),
                     text_vocab_size=257152 - 2048 - 2, fast_vocab_size=2048, memory_image_size=112,
-                    max_text_tokens=200, max_fast_tokens=256, state_dim=32, action_dim=32)
+                    max_text_tokens=200, max_fast_tokens=256, state_dim=32, action_dim=32, keep_subtask=True)
     return replace(cfg, **overrides)
 
 

@@ -13,6 +13,7 @@ for inference with only the components present (absent ones cost nothing).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -176,17 +177,25 @@ class VLAProcessor:
         return t[0]
 
     def text(self, task: str | None, subtask: str | None, metadata: Mapping | None):
-        """-> ids (L,), segments (L,) with L <= max_text_tokens (metadata first: short and always useful)."""
-        ids: list[int] = []
-        segs: list[int] = []
+        """-> ids (L,), segments (L,) with L <= max_text_tokens (metadata first: short and always useful). With
+        config.keep_subtask a prompt too long loses the end of its task; without it, its end (subtask first)."""
         pieces = ((SEGMENT_METADATA, metadata_text(metadata)), (SEGMENT_TASK, f'Task: {task}. ' if task else ''),
                   (SEGMENT_SUBTASK, f'Subtask: {subtask}. ' if subtask else ''))
-        for seg, text in pieces:
-            if text:
-                piece = self.text_tokenizer.encode(text).ids
-                ids += piece
-                segs += [seg] * len(piece)
+        encoded = {seg: self.text_tokenizer.encode(text).ids if text else [] for seg, text in pieces}
         n = self.config.max_text_tokens
+        over = sum(map(len, encoded.values())) - n
+        if over > 0:   # once per call site (Python's default warning filter): a node's log says it once
+            warnings.warn(f'a prompt of {n + over} tokens is longer than the VLA reads ({n}, max_text_tokens): the '
+                          + ('end of its task' if self.config.keep_subtask else 'end of its subtask') + ' is cut',
+                          stacklevel=2)
+        if over > 0 and self.config.keep_subtask:
+            task_ids = encoded[SEGMENT_TASK]
+            encoded[SEGMENT_TASK] = task_ids[:max(0, len(task_ids) - over)]
+        ids: list[int] = []
+        segs: list[int] = []
+        for seg, _ in pieces:
+            ids += encoded[seg]
+            segs += [seg] * len(encoded[seg])
         return torch.tensor(ids[:n], dtype=torch.long), torch.tensor(segs[:n], dtype=torch.long)
 
     def state_to_model(self, state: Any) -> torch.Tensor:
