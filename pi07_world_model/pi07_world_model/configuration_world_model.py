@@ -110,6 +110,8 @@ class WorldModelConfig:
             raise ValueError(f'latent size {latent_size} must be divisible by 2 ** (UNet levels - 1)')
         if len(self.unet.attention) != len(self.unet.channels):
             raise ValueError('unet.attention must have one entry per unet.channels level')
+        if self.text.max_tokens < 2:   # BOS and at least one token of the prompt
+            raise ValueError(f'text.max_tokens must be >= 2, got {self.text.max_tokens}')
         if self.model_type != 'pi07_world_model':
             raise ValueError(f'model_type {self.model_type!r} is not a pi07 world model')
         if len(set(self.camera_names)) != len(self.camera_names) or not self.camera_names:

@@ -211,3 +211,5 @@ def test_presets_fit_the_sims_prompts():
     # the sim's longest prompts are ~31 tokens: the presets must hold them whole
     assert micro().text.max_tokens >= 40 and tiny().text.max_tokens >= 40
     assert micro().text.keep_subtask and tiny().text.keep_subtask
+    with pytest.raises(ValueError, match='text.max_tokens must be >= 2'):
+        dataclasses.replace(micro(), text=dataclasses.replace(micro().text, max_tokens=-1))
