@@ -11,7 +11,7 @@ height, the tool at the block's yaw folded into [-pi/4, pi/4), the gripper close
 pick goals show z = 0.134 m and gripper = 0.512). `--noise-cm` adds Gaussian x-y error of that RMS to it.
 With `--family restore_layout` the goal replaced is the put-back's ("put the red block back where it was"): its x
 and y become the block's starting spot, the other dimensions stay the estimate's; the estimate's x-y error there
-is reported (`putback_error_cm_median`).
+is reported (`putback_error_cm_median`). `--family middle_place`: the same for its place, to the middle of the table.
 
 The arm (`--embodiment arm7 --family restore_layout`; its goal is a joint state): the estimate's tool pose (forward
 kinematics) is moved to the starting spot in x-y, keeping its height and yaw, and solved back to joints from the
@@ -40,15 +40,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--execute-steps', type=int, default=2)
     parser.add_argument('--noise-cm', type=float, default=0.0)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--family', default='ordered_place', choices=['ordered_place', 'restore_layout'])
+    parser.add_argument('--family', default='ordered_place',
+                        choices=['ordered_place', 'restore_layout', 'middle_place'])
     parser.add_argument('--memory', action='store_true', help='memory frames in the prompt (the keyframe too)')
     parser.add_argument('--embodiment', default='gantry', choices=['gantry', 'arm7'])
     parser.add_argument('--gripper-dwell-s', type=float, default=None, help='default: 1.2 for arm7, 0 otherwise')
     parser.add_argument('--jobs', type=int, default=1, help='split the seeds over this many processes (1 thread each)')
     parser.add_argument('--out', default=None, help='write results + summary as JSON here')
     args = parser.parse_args(argv)
-    if args.embodiment == 'arm7' and args.family != 'restore_layout':
-        parser.error('the arm: only the put-back goal (--family restore_layout)')
+    if args.embodiment == 'arm7' and args.family == 'ordered_place':
+        parser.error('the arm: only a place goal (--family restore_layout or middle_place)')
     seeds = list(range(*args.seeds))
     if args.jobs > 1:
         from pi07_policy.data.rollout import over_seed_shares
@@ -73,6 +74,7 @@ def episodes(args, seeds: list[int], threads: int) -> tuple[list[dict], list[np.
     from pi07_policy.data.rollout import rollout
     from pi07_policy.models.vla.policy import VLAPolicy
     from pi07_sim.env import TabletopEnv
+    from pi07_sim.tasks import MIDDLE_XY
 
     policy = VLAPolicy.from_checkpoint(args.checkpoint, expected_embodiment=args.embodiment)
     model, processor = policy.model, policy.processor
@@ -104,10 +106,10 @@ def episodes(args, seeds: list[int], threads: int) -> tuple[list[dict], list[np.
     def true_putback_goal(tokens, batch):
         goal = estimate(tokens, batch)
         sub = current_subtask()
-        if sub is None or sub.target != 'origin':
+        if sub is None or sub.target not in ('origin', 'middle'):
             return goal
         est = processor._norm['state'].unnormalize(goal[0].detach().numpy().astype(np.float64))
-        origin = np.array(env.task.layout.blocks[sub.obj][:2])
+        origin = np.array(env.task.layout.blocks[sub.obj][:2] if sub.target == 'origin' else MIDDLE_XY)
         spot = origin + rng.normal(size=2) * args.noise_cm / 100 / np.sqrt(2)
         true = est.copy()
         if env.ik is None:   # the gantry: the state is the tool's pose

@@ -92,7 +92,7 @@ def run_share(args, seeds: list[int]) -> list[dict]:
                 subgoal_fn = WorldModelSubgoals(lambda obs, seed: _generate(world_model, obs, seed), args.period_s)
             result = run_episode(policy, env, seed, execute_steps=args.execute_steps, gripper_dwell_s=dwell,
                                  inference_delay_steps=args.inference_delay_steps, chunking=args.chunking,
-                                 use_memory=args.memory, subgoal_fn=subgoal_fn,
+                                 use_memory=args.memory, subgoal_fn=subgoal_fn, use_task=not args.no_task,
                                  metadata={'speed': 4, 'quality': 5, 'mistake': False})
             if isinstance(subgoal_fn, OracleSubgoals):
                 result['subgoals_made'] = subgoal_fn.made
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--mode', default='end', choices=['end', 'ahead'])
     parser.add_argument('--period-s', type=float, default=3.0)
     parser.add_argument('--memory', action='store_true')
+    parser.add_argument('--no-task', action='store_true',
+                        help='the VLA\'s prompt without the task instruction (subtask, metadata and images only)')
     parser.add_argument('--chunking', default='rtc', choices=['rtc', 'sync', 'pause'])
     parser.add_argument('--inference-delay-steps', type=int, default=1)
     parser.add_argument('--execute-steps', type=int, default=2)

@@ -266,7 +266,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                          memory_keep_first=args.memory_keyframe, repeat=parse_repeat(args.repeat),
                          # --goal-head-only trains on the goal samples below: no pause scan for unused action samples
                          idle_tolerance=0.0 if args.goal_head_only else args.idle_tolerance,
-                         extras_per_batch=args.batch_size if args.extras_per_batch else 0)
+                         extras_per_batch=args.batch_size if args.extras_per_batch else 0,
+                         unknown_place_prob=args.unknown_place_prob)
     check_dataset(dataset, profile)
     if args.transfer_from and (args.init_from or args.goal_head_only):
         raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
@@ -290,7 +291,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                              fast_loss_weight=config.fast_loss_weight if ckpt.has('fast_tokenizer.json') else 0.0,
                              flow_samples=config.flow_samples, dropout=ckpt.config.dropout,
                              rtc_train_prob=config.rtc_train_prob, rtc_max_delay=config.rtc_max_delay,
-                             rtc_prefix_noise=config.rtc_prefix_noise, action_horizon=config.action_horizon)
+                             rtc_prefix_noise=config.rtc_prefix_noise, action_horizon=config.action_horizon,
+                             keep_subtask=ckpt.config.keep_subtask or args.keep_subtask)
         if resume is None:
             init_weights = dict(ckpt.state_dict)
             if args.memory_keyframe and not config.vision_goal_reads_memory and not args.goal_head_only:
@@ -340,7 +342,8 @@ def run_vla(args, profile: ProfileSpec) -> dict:
                         subgoal_prob=args.goal_pretrain_subgoal_prob if config.vision_goal_reads_subgoal else 0.0,
                         subgoal_end_prob=1.0,
                         hindsight_return_prob=args.hindsight_return_prob,
-                        hindsight_return_dims=args.hindsight_return_dims, repeat=parse_repeat(args.repeat)),
+                        hindsight_return_dims=args.hindsight_return_dims, repeat=parse_repeat(args.repeat),
+                        unknown_place_prob=args.unknown_place_prob),
                     'goal_pretrain_steps': args.goal_pretrain_steps,
                     'goal_pretrain_config': replace(tc, batch_size=args.goal_pretrain_batch_size,
                                                     lr=args.goal_pretrain_lr, warmup_steps=50, plot_every=0)}
@@ -596,6 +599,13 @@ def build_parser() -> argparse.ArgumentParser:
                         'keyframe and subgoal encoders) for --steps steps on the goal-pretraining samples, at '
                         '--goal-pretrain-lr and --goal-pretrain-batch-size; what the backbone and the expert read does '
                         'not change')
+    p.add_argument('--unknown-place-prob', type=float, default=0.0,
+                   help='fraction of place samples whose target is said in random letters (the task too), with the '
+                        'subgoal image of the subtask done: the VLA learns to take the spot from a subgoal image where '
+                        'the words do not say it (a world model\'s subgoal for a task the VLA never read)')
+    p.add_argument('--keep-subtask', action='store_true',
+                   help='with --init-from: a prompt too long loses the end of its task, not its subtask (the presets\' '
+                        'rule; checkpoints from before it keep theirs unless this is given)')
     p.add_argument('--hindsight-return-prob', type=float, default=0.0,
                    help='goal samples: the fraction, among those after an object\'s pick, relabelled "put the <object> '
                         'block back where it was" with the keyframe and the end of that pick as the goal')

@@ -206,3 +206,27 @@ def test_hindsight_return_samples(dataset_dir):
         VLADataset(dataset_dir, 'train', hindsight_return_prob=0.5)
     with pytest.raises(ValueError, match='state dimensions are 0'):
         VLADataset(dataset_dir, 'train', with_actions=False, hindsight_return_prob=0.5, hindsight_return_dims=(0, 99))
+
+
+def test_unknown_place_samples(dataset_dir):
+    """A place sample whose target is said in random letters keeps its verb and object, loses the task's words
+    too, and always carries the frame where the subtask is done: the only input left that says where to go.
+    Picks stay as recorded."""
+    torch.manual_seed(0)
+    ds = VLADataset(dataset_dir, 'train', horizon=8, unknown_place_prob=1.0, subgoal_prob=0.0)
+    k = next(k for k, e in enumerate(ds.episodes) if e['name'] == 'ep_0')
+    pick_end = next(stop for s, _, stop in ds.segments(k) if ds.episodes[k]['subtasks'][s] == PLAN[0])
+    place_end = next(stop for s, _, stop in ds.segments(k) if ds.episodes[k]['subtasks'][s] == PLAN[1])
+    seen = set()
+    for _ in range(3):
+        sample = ds[_find(ds, 'ep_0', pick_end + 2)]
+        assert sample['subtask'].startswith('place the red block ') and 'bowl' not in sample['subtask']
+        assert 'bowl' not in sample['task'] and ' the red block ' in sample['task']
+        assert sample['task'] != INSTRUCTION
+        assert int(sample['subgoal_images']['scene'][5, 5, 0]) // 4 == min(place_end, len(ds.arrays(k)) - 1)
+        seen.add(sample['subtask'])
+    assert len(seen) == 3   # new words each time, not one token the model could learn as "the target"
+    pick = ds[_find(ds, 'ep_0', pick_end - 1)]
+    assert pick['subtask'] == PLAN[0] and pick['task'] == INSTRUCTION and 'subgoal_images' not in pick
+    with pytest.raises(ValueError, match='unknown_place_prob'):
+        VLADataset(dataset_dir, 'train', unknown_place_prob=1.5)

@@ -4,6 +4,7 @@ subcommands run and export; open-loop evaluation writes its report and plot; a c
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -292,6 +293,26 @@ def test_vla_fine_tunes_from_a_checkpoint(setup):
     assert tuned[0]['flow_loss'] < 0.7 * fresh[0]['flow_loss'], (fresh[0], tuned[0])
     config = json.loads((root / 'tuned_export' / 'config.json').read_text())['config']
     assert config['flow_samples'] == 2 and config['fast_loss_weight'] == 0.0
+
+
+def test_vla_fine_tune_keeps_the_checkpoints_prompt_rule_unless_told(setup, tmp_path):
+    """A checkpoint from before `keep_subtask` (its prompt loses the end of its subtask when too long) keeps that
+    rule through a fine-tune; --keep-subtask switches it. --unknown-place-prob trains on the relabelled samples."""
+    root, profile_path = setup
+    if not (root / 'flow_only_export').is_dir():
+        assert train_cli.main(['vla', *_common(root, profile_path, 'flow_only'), '--steps', '60', '--batch-size', '8',
+                               '--lr', '1e-3', '--horizon', '6', '--no-ki', '--fast-weight', '0']) == 0
+    old = tmp_path / 'old_rule'
+    shutil.copytree(root / 'flow_only_export', old)
+    meta = json.loads((old / 'config.json').read_text())
+    meta['config'].pop('keep_subtask')   # as written before the key existed
+    (old / 'config.json').write_text(json.dumps(meta))
+    tune = ['--steps', '3', '--batch-size', '8', '--lr', '1e-4', '--no-ki', '--fast-weight', '0',
+            '--unknown-place-prob', '0.5', '--init-from', str(old)]
+    for name, extra, expected in (('rule_kept', [], False), ('rule_switched', ['--keep-subtask'], True)):
+        assert train_cli.main(['vla', *_common(root, profile_path, name), *tune, *extra]) == 0
+        config = json.loads((root / f'{name}_export' / 'config.json').read_text())['config']
+        assert config['keep_subtask'] is expected, name
 
 
 def test_vla_fine_tunes_to_a_longer_chunk(setup):

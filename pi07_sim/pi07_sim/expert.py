@@ -27,7 +27,7 @@ import numpy as np
 
 from .kinematics import wrap_angle
 from .scene import BLOCK_HALF, BOWL_RADIUS, TRAY_FLOOR
-from .tasks import Subtask, subtask_satisfied
+from .tasks import MIDDLE_XY, Subtask, subtask_satisfied
 
 HOVER_Z = 0.14  # m, tcp height for moving around above the objects
 GRASP_HEIGHT = 0.005  # m, tcp above the block's centre when grasping (the pads' tips then clear the table)
@@ -165,6 +165,8 @@ class ScriptedExpert:
         if sub.target == 'tray':
             xy = env.fixture_position('tray')[:2]
             return np.array([*xy, TRAY_FLOOR + BLOCK_HALF + RELEASE_CLEARANCE]), self.setpoint_yaw
+        if sub.target == 'middle':
+            return np.array([*MIDDLE_XY, BLOCK_HALF + RELEASE_CLEARANCE * 0.5]), self.setpoint_yaw
         x, y, yaw = self.spec.layout.blocks[sub.obj]
         # The held block sits at the grasp yaw: turn the tool so the block gets back its original yaw.
         held_offset = wrap_angle(env.block_yaw(sub.obj) - self.setpoint_yaw)

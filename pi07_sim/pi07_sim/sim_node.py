@@ -41,7 +41,8 @@ class SimNode(LifecycleNode):
         super().__init__('sim', **kwargs)
         params = {
             'embodiment': ('arm7', "robot: 'arm7' (7 joints, joint commands) or 'gantry' (x, y, z, yaw)"),
-            'task_family': ('ordered_place', "task family of the first episode: 'ordered_place', 'restore_layout'"),
+            'task_family': ('ordered_place', "task family of the first episode: 'ordered_place', 'restore_layout', "
+                                              "'middle_place'"),
             'seed': (0, 'seed of the first episode (layout, task and wording)'),
             'image_size': (96, 'camera images are image_size x image_size pixels (rgb8)'),
             'camera_rate_hz': (10.0, 'rate of camera/<name>/image_raw, in simulated time'),

@@ -8,6 +8,10 @@ Families:
 - ``ordered_place``: two of the three blocks go into the bowl in a given order (the third is a distractor).
 - ``restore_layout`` (needs memory): a block is moved onto the tray and then back to where it started; once it
   has been moved, only a memory of the first frames tells where "where it started" is.
+- ``middle_place`` (built for subgoal images): a block goes to an unmarked square in the middle of the table.
+  Nothing in the scene marks the spot, so only what the words mean tells where it is. Its demonstrations are
+  meant as videos for the world model (the VLA's recipe leaves the family out, `--include`), as π0.7's world
+  model learns from video that has no actions: the VLA then knows the spot only from the world model's subgoal.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 
 from .scene import BLOCK_COLORS, BLOCK_HALF, BOWL_RADIUS, TRAY_FLOOR, TRAY_HALF
 
-FAMILIES = ('ordered_place', 'restore_layout')
+FAMILIES = ('ordered_place', 'restore_layout', 'middle_place')
 # Where objects and fixtures may be put (m, table frame): inside both robots' reach and the scene camera's view.
 BLOCK_REGION = ((-0.18, 0.2), (-0.27, 0.27))
 BOWL_REGION = ((-0.1, 0.15), (-0.25, -0.15))
@@ -26,6 +30,8 @@ TRAY_REGION = ((-0.1, 0.14), (0.15, 0.23))
 LIFTED_Z = BLOCK_HALF + 0.03  # a block centre above this height has been picked up
 RESTING_Z = BLOCK_HALF + 0.02  # ... below this it rests (on the table, the tray or the bowl's floor)
 ORIGIN_TOLERANCE = 0.03  # m: "back where it started"
+MIDDLE_XY = (0.02, 0.0)  # m: the middle of the table, between the bowl's and the tray's regions
+MIDDLE_HALF = 0.05  # m: half side of the square that counts as "the middle"
 
 
 class World(Protocol):
@@ -38,7 +44,7 @@ class World(Protocol):
 class Subtask:
     kind: str  # 'pick' or 'place'
     obj: str  # block colour
-    target: str  # place target: 'bowl', 'tray', 'origin'; '' for picks
+    target: str  # place target: 'bowl', 'tray', 'origin', 'middle'; '' for picks
     text: str
 
 
@@ -69,7 +75,8 @@ def pick(obj: str) -> Subtask:
 
 def place(obj: str, target: str) -> Subtask:
     text = {'bowl': f'place the {obj} block in the bowl', 'tray': f'place the {obj} block on the tray',
-            'origin': f'put the {obj} block back where it was'}[target]
+            'origin': f'put the {obj} block back where it was',
+            'middle': f'place the {obj} block in the middle of the table'}[target]
     return Subtask('place', obj, target, text)
 
 
@@ -92,8 +99,18 @@ RESTORE_LAYOUT_WORDINGS = (
     'set the {a} block on the tray, then undo that and leave it where it first was',
 )
 
+MIDDLE_PLACE_WORDINGS = (
+    'put the {a} block in the middle of the table',
+    'move the {a} block to the centre of the table',
+    'place the {a} block in the middle of the table',
+    'take the {a} block and set it down in the middle of the table',
+    'bring the {a} block to the centre of the table',
+)
 
-def _sample_layout(rng: np.random.Generator) -> Layout:
+
+def _sample_layout(rng: np.random.Generator, keep_clear: tuple[float, float] | None = None) -> Layout:
+    """Bowl, tray and blocks; with ``keep_clear`` no block within 0.11 m of that point (the families without it
+    draw exactly as before: their seeds keep their layouts)."""
     bowl = rng.uniform([r[0] for r in BOWL_REGION], [r[1] for r in BOWL_REGION])
     tray = rng.uniform([r[0] for r in TRAY_REGION], [r[1] for r in TRAY_REGION])
     blocks: dict[str, tuple[float, float, float]] = {}
@@ -104,7 +121,8 @@ def _sample_layout(rng: np.random.Generator) -> Layout:
             clear_of_bowl = np.linalg.norm(xy - bowl) > BOWL_RADIUS + 0.07
             clear_of_tray = (abs(xy[0] - tray[0]) > TRAY_HALF[0] + 0.06 or abs(xy[1] - tray[1]) > TRAY_HALF[1] + 0.06)
             clear_of_blocks = all(np.linalg.norm(xy - np.array(b[:2])) > 0.1 for b in blocks.values())
-            if clear_of_bowl and clear_of_tray and clear_of_blocks:
+            clear_of_spot = keep_clear is None or np.linalg.norm(xy - np.array(keep_clear)) > 0.11
+            if clear_of_bowl and clear_of_tray and clear_of_blocks and clear_of_spot:
                 break
         else:  # pragma: no cover - the regions leave ample room
             raise RuntimeError('could not place the blocks')
@@ -117,13 +135,18 @@ def make_task(family: str, seed: int) -> TaskSpec:
     if family not in FAMILIES:
         raise ValueError(f'unknown task family {family!r}: expected one of {", ".join(FAMILIES)}')
     rng = np.random.default_rng([seed, FAMILIES.index(family)])
-    layout = _sample_layout(rng)
+    layout = _sample_layout(rng, keep_clear=MIDDLE_XY if family == 'middle_place' else None)
     colours = list(BLOCK_COLORS)
     if family == 'ordered_place':
         first, second = (colours[i] for i in rng.choice(len(colours), size=2, replace=False))
         wording = ORDERED_PLACE_WORDINGS[rng.integers(len(ORDERED_PLACE_WORDINGS))]
         subtasks = (pick(first), place(first, 'bowl'), pick(second), place(second, 'bowl'))
         instruction = wording.format(a=first, b=second)
+    elif family == 'middle_place':
+        moved = colours[rng.integers(len(colours))]
+        wording = MIDDLE_PLACE_WORDINGS[rng.integers(len(MIDDLE_PLACE_WORDINGS))]
+        subtasks = (pick(moved), place(moved, 'middle'))
+        instruction = wording.format(a=moved)
     else:
         moved = colours[rng.integers(len(colours))]
         wording = RESTORE_LAYOUT_WORDINGS[rng.integers(len(RESTORE_LAYOUT_WORDINGS))]
@@ -144,6 +167,8 @@ def subtask_satisfied(spec: TaskSpec, subtask: Subtask, world: World) -> bool:
     if subtask.target == 'tray':
         tray = world.fixture_position('tray')
         return bool(abs(pos[0] - tray[0]) < TRAY_HALF[0] and abs(pos[1] - tray[1]) < TRAY_HALF[1])
+    if subtask.target == 'middle':
+        return bool(np.max(np.abs(pos[:2] - np.array(MIDDLE_XY))) < MIDDLE_HALF and pos[2] < RESTING_Z)
     origin = np.array(spec.layout.blocks[subtask.obj][:2])
     return bool(np.linalg.norm(pos[:2] - origin) < ORIGIN_TOLERANCE and pos[2] < RESTING_Z)
 

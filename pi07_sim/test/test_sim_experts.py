@@ -11,7 +11,7 @@ from pi07_sim.tasks import FAMILIES
 @pytest.mark.parametrize('embodiment', ['arm7', 'gantry'])
 def test_expert_succeeds_on_20_seeds(embodiment):
     results = []
-    for family in FAMILIES:  # 10 seeds of each family = 20 episodes per embodiment
+    for family in FAMILIES:  # 10 seeds of each family = 30 episodes per embodiment
         env = TabletopEnv(embodiment, family, render=False)
         results += [run_episode(env, 'expert', seed=seed) for seed in range(100, 110)]
     successes = sum(r['success'] for r in results)

@@ -42,6 +42,21 @@ from .format import open_episode, read_index, read_norm_stats
 # starting spot); `hindsight_return_dims` says which of its dimensions carry over (a place ends lower than a pick).
 PICK_SUBTASK = re.compile(r'pick up the (?P<obj>.+) block')
 RETURN_SUBTASK = 'put the {obj} block back where it was'
+# Place targets in words the model never read (`unknown_place_prob`): the subtask keeps its verb and object, its
+# target becomes random letters, and the subgoal image of the subtask done shows where it goes. A VLA trained so
+# takes the spot from the subgoal image where the words do not say it, as pi0.7's world model shows goals (learnt
+# from video) that the VLA's own data never named (docs/evaluation.md, session 27).
+PLACE_SUBTASK = re.compile(r'(?P<verb>place|put) the (?P<obj>\w+) block .+')
+
+
+def unknown_words(n_min: int = 2, n_max: int = 5) -> str:
+    """A few words of random lowercase letters (drawn from torch's generator, as the other augmentations)."""
+    letters = 'abcdefghijklmnopqrstuvwxyz'
+    words = []
+    for _ in range(int(torch.randint(n_min, n_max + 1, ()))):
+        size = int(torch.randint(2, 8, ()))
+        words.append(''.join(letters[int(i)] for i in torch.randint(len(letters), (size,))))
+    return ' '.join(words)
 
 
 def language_memory(done: list[str]) -> str:
@@ -142,7 +157,8 @@ class VLADataset(EpisodeDataset):
                  with_images: bool = True, include: list[str] | None = None, with_actions: bool = True,
                  segment_start_fraction: float | None = None, idle_tolerance: float = 0.0,
                  extras_per_batch: int = 0, memory_keep_first: bool = False, hindsight_return_prob: float = 0.0,
-                 hindsight_return_dims: tuple[int, ...] | None = None, repeat: dict[str, int] | None = None):
+                 hindsight_return_dims: tuple[int, ...] | None = None, repeat: dict[str, int] | None = None,
+                 unknown_place_prob: float = 0.0):
         """`extras_per_batch` B > 0: every run of B consecutive samples (a DataLoader worker builds a batch's
         samples in a row) shares one coin for subgoal images and one for memory frames, instead of one per sample.
         The prompt is padded to the batch's longest, so one sample with memory made the whole batch pay for its
@@ -160,8 +176,13 @@ class VLADataset(EpisodeDataset):
         dimensions if None) — see PICK_SUBTASK.
         `repeat` {name substring: K}: the steps of the episodes whose name contains it appear K times (the first
         matching substring counts), so a family that is a small share of the episodes gets more of the batches
-        without dropping the others."""
+        without dropping the others.
+        `unknown_place_prob`: that fraction of the samples of a place subtask say its target in random letters
+        (the task too) and carry the subtask-done subgoal image (PLACE_SUBTASK)."""
         super().__init__(root, split, episodes, step_stride, include)
+        if not 0 <= unknown_place_prob <= 1:
+            raise ValueError(f'unknown_place_prob must be in [0, 1], got {unknown_place_prob}')
+        self.unknown_place_prob = unknown_place_prob
         self.with_actions = with_actions
         if hindsight_return_prob and with_actions:
             raise ValueError('hindsight_return_prob relabels the goal only: it needs with_actions=False')
@@ -286,6 +307,11 @@ class VLADataset(EpisodeDataset):
             # the instruction names another task: the subtask alone asks for the return
             sample.update(subtask=RETURN_SUBTASK.format(obj=obj), task=None, goal_mask=goal_mask,
                           goal_state=np.asarray(arr.state[goal_step], np.float32))
+        place = PLACE_SUBTASK.fullmatch(sample['subtask'] or '') if relabel is None else None
+        unknown = place is not None and self.unknown_place_prob > 0 and _rand() < self.unknown_place_prob
+        if unknown:
+            sample.update(subtask=f"{place['verb']} the {place['obj']} block {unknown_words()}",
+                          task=f"{unknown_words(1, 2)} the {place['obj']} block {unknown_words()}")
         if not self.with_actions:
             del sample['actions'], sample['action_mask']
         if self.with_images:
@@ -293,8 +319,8 @@ class VLADataset(EpisodeDataset):
             with_subgoal, with_memory = self._extras()
             with_memory = with_memory or relabel is not None   # only the first frame shows where it started
             with_subgoal = with_subgoal and relabel is None    # the recorded future is not the relabelled goal's
-            if with_subgoal:
-                g = self.subgoal_step(k, t, _rand() < self.subgoal_end_prob)
+            if with_subgoal or unknown:   # an unknown target: only the subgoal image tells the spot
+                g = self.subgoal_step(k, t, unknown or _rand() < self.subgoal_end_prob)
                 sample['subgoal_images'] = {c: np.array(arr.images[c][g]) for c in self.camera_names}
             if with_memory:
                 steps = self.memory_steps(t)
