@@ -271,6 +271,9 @@ def run_vla(args, profile: ProfileSpec) -> dict:
     check_dataset(dataset, profile)
     if args.transfer_from and (args.init_from or args.goal_head_only):
         raise SystemExit('--transfer-from starts a new embodiment\'s VLA: not with --init-from or --goal-head-only')
+    if args.keep_subtask and args.init_from is None:   # new models take the preset's rule, resumed ones keep theirs
+        raise SystemExit('--keep-subtask switches the prompt rule of the checkpoint a fine-tune starts from: give '
+                         '--init-from')
     if args.subgoal_goal_head and (args.init_from is None or resume is not None):
         raise SystemExit('--subgoal-goal-head widens a trained VLA\'s goal head: give --init-from, not --resume')
     if not 0 <= args.goal_pretrain_subgoal_prob <= 1:

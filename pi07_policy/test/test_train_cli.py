@@ -313,6 +313,8 @@ def test_vla_fine_tune_keeps_the_checkpoints_prompt_rule_unless_told(setup, tmp_
         assert train_cli.main(['vla', *_common(root, profile_path, name), *tune, *extra]) == 0
         config = json.loads((root / f'{name}_export' / 'config.json').read_text())['config']
         assert config['keep_subtask'] is expected, name
+    with pytest.raises(SystemExit, match='init-from'):   # a new model has the preset's rule: nothing to switch
+        train_cli.main(['vla', *_common(root, profile_path, 'rule_new'), '--steps', '1', '--keep-subtask'])
 
 
 def test_vla_fine_tunes_to_a_longer_chunk(setup):

@@ -307,8 +307,9 @@ class VLADataset(EpisodeDataset):
             # the instruction names another task: the subtask alone asks for the return
             sample.update(subtask=RETURN_SUBTASK.format(obj=obj), task=None, goal_mask=goal_mask,
                           goal_state=np.asarray(arr.state[goal_step], np.float32))
-        place = PLACE_SUBTASK.fullmatch(sample['subtask'] or '') if relabel is None else None
-        unknown = place is not None and self.unknown_place_prob > 0 and _rand() < self.unknown_place_prob
+        place = (PLACE_SUBTASK.fullmatch(sample['subtask'] or '')
+                 if self.unknown_place_prob > 0 and relabel is None else None)   # no regex per sample when off
+        unknown = place is not None and _rand() < self.unknown_place_prob
         if unknown:
             sample.update(subtask=f"{place['verb']} the {place['obj']} block {unknown_words()}",
                           task=f"{unknown_words(1, 2)} the {place['obj']} block {unknown_words()}")
