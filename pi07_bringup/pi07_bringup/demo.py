@@ -38,6 +38,7 @@ from pi07_bringup.evaluate import (
     write_gif,
     write_report,
 )
+from pi07_sim.tasks import FAMILIES
 
 DEFAULT_PROFILES = ('sim_arm7', 'sim_gantry')
 MAKE_CHECKPOINTS = ('make them with:  bash scripts/train_checkpoints.sh   (collect demonstrations -> convert -> '
@@ -193,7 +194,7 @@ def parse_args(argv=None):
     parser.add_argument('--summary', default='demo_summary.json', help='where the summary JSON also goes ("" none)')
     parser.add_argument('--max-episode-s', type=float, default=0.0,
                         help='cut episodes after this much simulated time (0: the sim\'s 30 s limit)')
-    parser.add_argument('--family', default='ordered_place', help='task family (ordered_place, restore_layout)')
+    parser.add_argument('--family', default='ordered_place', choices=FAMILIES, help='task family')
     return parser.parse_args(argv)
 
 
@@ -215,9 +216,9 @@ def main(argv=None) -> int:
         options = EvalOptions(profile=profile, checkpoints=profile_checkpoints(profile, args.checkpoint_root),
                               configs='full', seeds=args.episodes, first_seed=args.first_seed,
                               out=str(out / profile), max_episode_s=args.max_episode_s, gif_episodes=1,
-                              checkpoint_note='given with --checkpoint-root' if args.checkpoint_root else 'shipped')
+                              checkpoint_note='given with --checkpoint-root' if args.checkpoint_root else 'shipped',
+                              families=(args.family,))
         evaluator = Evaluator(options, log=lambda line, p=profile: print(f'[demo {p}] {line}', flush=True))
-        evaluator.configs = [_with_family(c, args.family) for c in evaluator.configs]
         report = evaluator.run()
         write_report(report, out / profile)
         results[profile] = (report, [v for e in evaluator.episodes for v in e.latency_ms], evaluator.frames)
@@ -230,12 +231,6 @@ def main(argv=None) -> int:
     for name, reason in aborted.items():
         print(f'[demo] {name} did not complete: {reason} (node logs: {out / name / "logs"})', file=sys.stderr)
     return 1 if aborted else 0
-
-
-def _with_family(config, family: str):
-    from dataclasses import replace
-
-    return replace(config, families=(family,))
 
 
 if __name__ == '__main__':

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +153,18 @@ def select_configs(spec: str, available_nodes: Iterable[str] | None = None) -> l
     return configs
 
 
+def with_families(configs: list[EvalConfig], families: Iterable[str]) -> list[EvalConfig]:
+    """The configurations run on ``families`` instead of their own (e.g. the prompt ladder on middle_place, the
+    family built for subgoal images)."""
+    from pi07_sim.tasks import FAMILIES
+
+    families = tuple(dict.fromkeys(families))
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f'unknown task family {unknown or families!r}; known: {", ".join(FAMILIES)}')
+    return [replace(c, families=families) for c in configs]
+
+
 def run_order(configs: list[EvalConfig]) -> list[tuple[tuple[str, ...], list[EvalConfig]]]:
     """Configurations grouped by stack (node selection and driver: one start per group), smallest first."""
     groups: dict[tuple[str, ...], list[EvalConfig]] = {}
@@ -257,8 +269,9 @@ def comparisons(rows: list[dict]) -> dict:
 
     out: dict[str, Any] = {'prompt': {}, 'delay': {}, 'steering': {}}
     ladder = ['language_only', 'metadata', 'subgoals', 'memory']
+    families = dict.fromkeys(family for _, family in by)
     for lower, upper in zip(ladder, ladder[1:]):
-        for family in (MAIN_FAMILY, MEMORY_FAMILY):
+        for family in families:
             value = diff(upper, lower, 'success_rate', family)
             if value is not None:
                 out['prompt'][f'{upper} - {lower} success ({family})'] = value
@@ -478,6 +491,7 @@ class EvalOptions:
     node_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     echo_nodes: bool = False
     checkpoint_note: str = ''
+    families: tuple[str, ...] = ()  # task families for every configuration (empty: each configuration's own)
 
 
 class MissingCheckpoints(RuntimeError):
@@ -545,6 +559,8 @@ class Evaluator:
         self.profile = load_profile(options.profile, options.checkpoint_dir)
         self.checkpoints = {**self.profile.checkpoints, **default_checkpoints(self.profile), **options.checkpoints}
         self.configs = select_configs(options.configs)
+        if options.families:
+            self.configs = with_families(self.configs, options.families)
         check_checkpoints(self.checkpoints, {n for c in self.configs for n in c.nodes})
         self.seeds = list(range(options.first_seed, options.first_seed + options.seeds))
         self.state_names = [n for n in self.profile.action_state_names if 'gripper' not in n]
@@ -793,6 +809,9 @@ def parse_args(argv=None):
                         help='comma-separated configurations or sets: all, prompt, delay, steering, full, or names '
                              '(language_only, metadata, subgoals, memory, rtc_d0 … sync_d300 … pause_d300, steer_q5, '
                              'steer_q2)')
+    parser.add_argument('--family', action='append', default=[], metavar='FAMILY',
+                        help='run every configuration on this task family instead of its own (repeatable): '
+                             'ordered_place, restore_layout, middle_place')
     parser.add_argument('--seeds', type=int, default=3, help='held-out seeds per configuration and family')
     parser.add_argument('--first-seed', type=int, default=FIRST_HELD_OUT_SEED, help='first seed (held out: >= 10000)')
     parser.add_argument('--out', default=None, help='output directory (default out/eval/<profile>)')
@@ -840,7 +859,8 @@ def main(argv=None) -> int:
                           seeds=args.seeds, first_seed=args.first_seed,
                           out=args.out or f'out/eval/{Path(args.profile).stem}', namespace=args.namespace,
                           max_episode_s=args.max_episode_s, gif_episodes=args.gif_episodes,
-                          node_parameters=overrides_from_args(args.param), echo_nodes=args.echo_nodes)
+                          node_parameters=overrides_from_args(args.param), echo_nodes=args.echo_nodes,
+                          families=tuple(args.family))
     prefix = f'[evaluate {Path(args.profile).stem}]'
     try:
         evaluator = Evaluator(options, log=lambda line: print(f'{prefix} {line}', flush=True))

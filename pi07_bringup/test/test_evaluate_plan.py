@@ -17,6 +17,7 @@ from pi07_bringup.evaluate import (
     run_order,
     select_configs,
     summarize,
+    with_families,
     write_report,
 )
 
@@ -61,6 +62,18 @@ def test_config_selection_errors():
         select_configs('language_only,nonsense')
     with pytest.raises(ValueError, match='world_model'):
         select_configs('subgoals', available_nodes=['sim', 'high_level_policy', 'action_expert', 'chunk_executor'])
+
+
+def test_configurations_moved_to_another_family():
+    configs = with_families(select_configs('metadata,subgoals'), ['middle_place'])
+    assert [(c.name, c.families) for c in configs] == [('metadata', ('middle_place',)), ('subgoals', ('middle_place',))]
+    with pytest.raises(ValueError, match='middle_place'):  # the message names the known families
+        with_families(configs, ['center_place'])
+    # the prompt ladder is compared on whatever family the rows ran
+    rows = [{'config': name, 'family': 'middle_place', 'summary': summarize(
+        [_episode(name, 10000, ok, 2 if ok else 1, 20.0, [50.0], 1.0)])} for name, ok in (('metadata', False),
+                                                                                      ('subgoals', True))]
+    assert comparisons(rows)['prompt'] == {'subgoals - metadata success (middle_place)': 1.0}
 
 
 def test_path_metrics_rank_smooth_below_wobbly():

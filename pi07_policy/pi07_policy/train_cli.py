@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -85,9 +86,12 @@ def export_copy(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
     return copy.deepcopy(model).to({'float32': torch.float32, 'float16': torch.float16}[dtype]).eval()
 
 
-def save_summary(out: Path, summary: dict) -> None:
+def save_summary(out: Path, summary: dict, args) -> None:
+    """summary.json: the run's figures, and the command and every option that made it (to rerun or extend it)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'summary.json').write_text(json.dumps(summary, indent=1))
+    summary = dict(summary, command=getattr(args, 'command', None),
+                   args={k: v for k, v in vars(args).items() if k != 'command'})
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1, default=str))
 
 
 # --------------------------------------------------------------------------------------------------- VLA
@@ -370,7 +374,7 @@ def run_vla(args, profile: ProfileSpec) -> dict:
         if args.export:
             VLAPolicy(export_copy(policy.model, args.export_dtype), processor).save(args.export, profile=profile.path)
             summary['export'] = str(args.export)
-        save_summary(out, summary)
+        save_summary(out, summary, args)
     return summary
 
 
@@ -430,7 +434,7 @@ def run_high_level(args, profile: ProfileSpec) -> dict:
             HighLevelPolicy(export_copy(policy.model, args.export_dtype), policy.processor).save(
                 args.export, profile=profile.path, embodiment=profile.embodiment)
             summary['export'] = str(args.export)
-        save_summary(out, summary)
+        save_summary(out, summary, args)
     return summary
 
 
@@ -497,7 +501,7 @@ def run_world_model(args, profile: ProfileSpec) -> dict:
             export_copy(model, args.export_dtype).save_pretrained(args.export, embodiment=profile.embodiment,
                                                                   profile=profile.path)
             summary['export'] = str(args.export)
-        save_summary(out, summary)
+        save_summary(out, summary, args)
     return summary
 
 
@@ -656,7 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.command = shlex.join(['python', '-m', 'pi07_policy.train_cli', *argv])
     torch.set_num_threads(args.threads)
     from .training import cleanup_distributed, init_distributed
     init_distributed()

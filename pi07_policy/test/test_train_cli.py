@@ -4,6 +4,7 @@ subcommands run and export; open-loop evaluation writes its report and plot; a c
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from dataclasses import replace
 
@@ -45,6 +46,9 @@ def test_vla_training_lowers_loss_and_exports_a_usable_checkpoint(setup):
     assert history[-1]['loss'] < 0.8 * history[0]['loss'], (history[0], history[-1])
     assert history[-1]['flow_loss'] < 0.8 * history[0]['flow_loss'], (history[0], history[-1])
     assert summary['steps'] == 60 and 'val_flow_loss' in summary
+    # the run says how it was made: the command line and every option, defaults included
+    assert summary['command'] == shlex.join(['python', '-m', 'pi07_policy.train_cli', *args])
+    assert summary['args']['horizon'] == 6 and summary['args']['unknown_place_prob'] == 0.0
     assert (root / 'vla' / 'loss.png').stat().st_size > 1000
 
     from pi07_policy.models.vla.policy import VLAPolicy

@@ -1,4 +1,6 @@
 """The VLA: sizes, overfitting, prompt components, Knowledge Insulation, RTC, save/load, corrupt checkpoints."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -512,6 +514,9 @@ def test_a_prompt_too_long_loses_the_end_of_its_task_not_its_subtask():
         proc = VLAProcessor.build(micro(max_text_tokens=32, keep_subtask=keep), ROBOT, samples, fit_fast=False)
         with pytest.warns(UserWarning, match='end of its ' + ('task' if keep else 'subtask') + ' is cut'):
             ids, segs = proc.text(task, subtask, {'speed': 3, 'quality': 5})
+        with warnings.catch_warnings():   # said once: a training run's prompts of many lengths do not repeat it
+            warnings.simplefilter('error')
+            proc.text(task + ' and the red one', subtask, None)
         subtask_ids = proc.text_tokenizer.encode(f'Subtask: {subtask}. ').ids
         assert len(ids) == 32                                              # too long: every slot used
         assert (ids[-len(subtask_ids):].tolist() == subtask_ids) == keep    # the old rule cut the subtask

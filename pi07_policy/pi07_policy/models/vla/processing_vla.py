@@ -104,6 +104,7 @@ class VLAProcessor:
     fast_tokenizer: FASTTokenizer | None = None
     norm_stats: dict[str, Any] | None = None
     _norm: dict[str, Any] = field(default_factory=dict, repr=False)
+    _warned_long_prompt: bool = field(default=False, repr=False)
 
     def __post_init__(self):
         if self.text_tokenizer.get_vocab_size() > self.config.text_vocab_size:
@@ -184,7 +185,8 @@ class VLAProcessor:
         encoded = {seg: self.text_tokenizer.encode(text).ids if text else [] for seg, text in pieces}
         n = self.config.max_text_tokens
         over = sum(map(len, encoded.values())) - n
-        if over > 0:   # once per call site (Python's default warning filter): a node's log says it once
+        if over > 0 and not self._warned_long_prompt:   # once per processor: a training log or node says it once
+            self._warned_long_prompt = True
             warnings.warn(f'a prompt of {n + over} tokens is longer than the VLA reads ({n}, max_text_tokens): the '
                           + ('end of its task' if self.config.keep_subtask else 'end of its subtask') + ' is cut',
                           stacklevel=2)
