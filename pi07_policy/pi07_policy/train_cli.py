@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -84,6 +85,14 @@ def export_copy(model: torch.nn.Module, dtype: str) -> torch.nn.Module:
     """A copy of the model in the export dtype (float16 halves the shipped files; loading casts back to float32)."""
     import copy
     return copy.deepcopy(model).to({'float32': torch.float32, 'float16': torch.float16}[dtype]).eval()
+
+
+def launcher_prefix(environ) -> list[str]:
+    """How this process was started, for the command summary.json records: torchrun's ranks, or one process."""
+    world_size = int(environ.get('WORLD_SIZE', '1'))
+    if world_size > 1:
+        return ['torchrun', f'--nproc_per_node={environ.get("LOCAL_WORLD_SIZE", world_size)}', '-m']
+    return ['python', '-m']
 
 
 def save_summary(out: Path, summary: dict, args) -> None:
@@ -662,7 +671,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    args.command = shlex.join(['python', '-m', 'pi07_policy.train_cli', *argv])
+    args.command = shlex.join([*launcher_prefix(os.environ), 'pi07_policy.train_cli', *argv])
     torch.set_num_threads(args.threads)
     from .training import cleanup_distributed, init_distributed
     init_distributed()

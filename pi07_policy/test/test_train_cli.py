@@ -49,6 +49,8 @@ def test_vla_training_lowers_loss_and_exports_a_usable_checkpoint(setup):
     # the run says how it was made: the command line and every option, defaults included
     assert summary['command'] == shlex.join(['python', '-m', 'pi07_policy.train_cli', *args])
     assert summary['args']['horizon'] == 6 and summary['args']['unknown_place_prob'] == 0.0
+    assert train_cli.launcher_prefix({'WORLD_SIZE': '2', 'LOCAL_WORLD_SIZE': '2'}) == [
+        'torchrun', '--nproc_per_node=2', '-m']   # a distributed run is recorded as one, to rerun it the same way
     assert (root / 'vla' / 'loss.png').stat().st_size > 1000
 
     from pi07_policy.models.vla.policy import VLAPolicy
